@@ -1,0 +1,3 @@
+from izzi_proxy.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""``create_app(config)``: state, lifecycle, middleware and routes. No logic here."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from izzi_proxy import handlers, middleware
+from izzi_proxy.config import Config
+from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
+from izzi_proxy.keys import CONFIG, LEDGER, PENDING_WRITES, ROUTER, SESSION
+from izzi_proxy.ledger import open_ledger
+from izzi_proxy.middleware.request_log import add_request_id
+from izzi_proxy.providers import Registry, build_upstreams, registry
+from izzi_proxy.router import Router
+
+PREFIXES = ("/v1", "/openai/v1", "/api/v1")
+
+
+def create_app(config: Config, *, providers: Registry = registry) -> web.Application:
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes,
+        middlewares=middleware.build(config),
+        handler_args={"max_field_size": 16384},
+    )
+    app[CONFIG] = config
+    app.cleanup_ctx.append(_ledger)
+    app.cleanup_ctx.append(lambda app: _upstreams(app, providers))
+    app.on_response_prepare.append(add_request_id)
+
+    chat = handlers.generation(OPENAI_CHAT)
+    for prefix in PREFIXES:
+        app.router.add_post(f"{prefix}/chat/completions", chat)
+        app.router.add_get(f"{prefix}/models", handlers.list_models)
+        app.router.add_get(f"{prefix}/models/{{model:.+}}", handlers.get_model)
+    app.router.add_get("/healthz", handlers.health)
+    return app
+
+
+async def _ledger(app: web.Application) -> AsyncIterator[None]:
+    app[LEDGER] = await open_ledger(app[CONFIG].storage.database_url)
+    app[PENDING_WRITES] = set()
+    yield
+    await asyncio.gather(*app[PENDING_WRITES], return_exceptions=True)
+    await app[LEDGER].aclose()
+
+
+async def _upstreams(app: web.Application, providers: Registry) -> AsyncIterator[None]:
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+    async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+        app[SESSION] = session
+        upstreams = build_upstreams(app[CONFIG], session, providers)
+        app[ROUTER] = Router(upstreams)
+        yield
+        await upstreams.aclose()

@@ -1,0 +1,96 @@
+"""The model catalog: what clients may ask for, what it costs, and where it is served.
+
+Entries come from ``config/models.toml`` (parsed and validated in ``config.py``).
+A client's model name resolves through, in order: the exact id, an explicit alias, and
+the normalisation of vendor spellings (a dated suffix ``-20250514`` or ``-2024-08-06``
+dropped, ``4-5`` read as ``4.5``), so that ``claude-sonnet-4-5-20250929`` finds
+``claude-sonnet-4.5`` without an alias per snapshot.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+TIERS = ("maintained", "budget", "standard", "premium")
+
+_DATED = re.compile(r"-(?:\d{8}|\d{4}-\d{2}-\d{2})$")
+_DASHED_VERSION = re.compile(r"(?<=\d)-(?=\d(?:\D|$))")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One way to serve a model: an upstream (by config name) and its name for the model."""
+
+    upstream: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    id: str
+    name: str
+    tier: str
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+    context_window: int | None
+    routes: tuple[Route, ...]
+    aliases: tuple[str, ...] = ()
+    owned_by: str = "izzi"
+
+    def to_openai(self, created: int) -> dict:
+        """The OpenAI ``Model`` object, plus our pricing, tier and context fields."""
+        return {
+            "id": self.id,
+            "object": "model",
+            "created": created,
+            "owned_by": self.owned_by,
+            "name": self.name,
+            "tier": self.tier,
+            "context_window": self.context_window,
+            "pricing": {
+                "currency": "USD",
+                "unit": "1M tokens",
+                "input": self.input_usd_per_mtok,
+                "output": self.output_usd_per_mtok,
+            },
+            "aliases": list(self.aliases),
+        }
+
+
+class Catalog:
+    """Models by id, with alias and vendor-spelling resolution."""
+
+    def __init__(self, entries: Iterable[ModelEntry]) -> None:
+        self._entries: dict[str, ModelEntry] = {}
+        self._aliases: dict[str, str] = {}
+        for entry in entries:
+            self._entries[entry.id] = entry
+        for entry in self._entries.values():
+            for alias in entry.aliases:
+                self._aliases[alias] = entry.id
+
+    def __iter__(self) -> Iterator[ModelEntry]:
+        return iter(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def aliases(self) -> Mapping[str, str]:
+        return self._aliases
+
+    def resolve(self, name: str) -> ModelEntry | None:
+        """The entry a client's model name means, or None."""
+        found = self._lookup(name)
+        if found is None:
+            undated = _DATED.sub("", name)
+            found = self._lookup(undated) or self._lookup(_DASHED_VERSION.sub(".", undated))
+        return found
+
+    def _lookup(self, name: str) -> ModelEntry | None:
+        entry = self._entries.get(name)
+        if entry is None and (target := self._aliases.get(name)) is not None:
+            entry = self._entries[target]
+        return entry

@@ -1,0 +1,350 @@
+"""Load ``izzi.toml`` and ``models.toml`` into frozen dataclasses. All validation is here.
+
+A wrong config is refused at start with a :class:`ConfigError` that names the file, the
+key and the fix. Secrets are never written in a config file: a key is referenced as
+``"env:NAME"`` (or ``{ env = "NAME" }``) and read from the environment; any value may
+be taken from the environment with a default: ``{ env = "NAME", default = "..." }``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+from izzi_proxy.catalog import TIERS, Catalog, ModelEntry, Route
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "izzi.toml"
+
+
+class ConfigError(Exception):
+    """A config problem, worded as ``file: key: problem``."""
+
+    def __init__(self, file: Path | str, key: str, problem: str) -> None:
+        super().__init__(f"{file}: {key}: {problem}")
+        self.file, self.key, self.problem = str(file), key, problem
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A credential read from an environment variable; never printed."""
+
+    env: str
+    value: str | None = field(repr=False)
+
+    def __str__(self) -> str:
+        return f"env:{self.env} ({'set' if self.value else 'NOT SET'})"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 32 * 1024 * 1024
+    shutdown_timeout_s: float = 30.0
+    log_level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    database_url: str = "sqlite:///data/izzi.sqlite3"
+    limiter_url: str = "memory://"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    name: str
+    kind: str
+    base_url: str | None = None
+    api_key: Secret | None = None
+    connect_timeout_s: float = 10.0
+    first_byte_timeout_s: float = 300.0
+    idle_timeout_s: float = 300.0
+    extra_headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    source: str = "izzi.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig
+    storage: StorageConfig
+    upstreams: Mapping[str, UpstreamConfig]
+    catalog: Catalog
+    path: Path | None = None
+
+    def with_mock_upstreams(self) -> Config:
+        """Every upstream replaced by the in-process mock: try the gateway with no account."""
+        template = self.upstreams.get("mock")
+        options = template.options if template is not None and template.kind == "mock" else {}
+        mocked = {
+            name: UpstreamConfig(name=name, kind="mock", options=options, source=up.source)
+            for name, up in self.upstreams.items()
+        }
+        return dataclasses.replace(self, upstreams=MappingProxyType(mocked))
+
+    def redacted(self) -> dict[str, Any]:
+        """The resolved config as plain data, every secret shown only as its variable name."""
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, Secret):
+                return str(value)
+            if dataclasses.is_dataclass(value):
+                return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            if isinstance(value, Mapping):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, tuple):
+                return [plain(v) for v in value]
+            return value
+
+        return {
+            "server": plain(self.server),
+            "storage": plain(self.storage),
+            "upstreams": plain(self.upstreams),
+            "models": {entry.id: plain(entry) for entry in self.catalog},
+        }
+
+
+class _Reader:
+    """Typed access to one TOML table, with errors that name the file and key."""
+
+    def __init__(self, file: Path, prefix: str, table: Mapping[str, Any], env: Mapping[str, str]):
+        self.file, self.prefix, self.table, self.env = file, prefix, table, env
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def error(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(self.file, self.key(name), problem)
+
+    def raw(self, name: str, default: Any = None) -> Any:
+        self.used.add(name)
+        value = self.table.get(name, default)
+        if isinstance(value, Mapping) and "env" in value:
+            extra = set(value) - {"env", "default"}
+            if extra or not isinstance(value["env"], str):
+                raise self.error(name, 'write { env = "NAME" } or { env = "NAME", default = ... }')
+            return self.env.get(value["env"]) or value.get("default", default)
+        if isinstance(value, str) and value.startswith("env:"):
+            return self.env.get(value[4:]) or default
+        return value
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        value = self.raw(name, default)
+        if value is None:
+            return None
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise self.error(name, f"expected {names}, got {type(value).__name__} {value!r}")
+        return value
+
+    def required(self, name: str, kind: type) -> Any:
+        value = self.get(name, kind)
+        if value is None:
+            raise self.error(name, "is required")
+        return value
+
+    def positive(self, name: str, default: float) -> float:
+        value = self.get(name, float, default)
+        if value <= 0:
+            raise self.error(name, f"must be greater than 0, got {value}")
+        return value
+
+    def secret(self, name: str) -> Secret | None:
+        self.used.add(name)
+        value = self.table.get(name)
+        if value is None:
+            return None
+        if isinstance(value, str) and value.startswith("env:") and len(value) > 4:
+            return Secret(value[4:], self.env.get(value[4:]) or None)
+        if isinstance(value, Mapping) and set(value) == {"env"} and isinstance(value["env"], str):
+            return Secret(value["env"], self.env.get(value["env"]) or None)
+        raise self.error(
+            name,
+            'a key is never written in a config file: write "env:NAME" and set that '
+            "environment variable",
+        )
+
+    def url(self, name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
+        value = self.get(name, str, default)
+        if value is not None and urlsplit(value).scheme not in schemes:
+            raise self.error(name, f"{value!r} is not a URL with scheme {' or '.join(schemes)}")
+        return value
+
+    def rest(self) -> dict[str, Any]:
+        return {k: v for k, v in self.table.items() if k not in self.used}
+
+    def reject_unknown(self) -> None:
+        if unknown := sorted(self.rest()):
+            raise self.error(unknown[0], f"unknown key; known keys: {', '.join(sorted(self.used))}")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(path, "-", "file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "-", f"not valid TOML: {exc}") from None
+
+
+def _table(file: Path, key: str, value: Any) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(file, key, f"expected a table, got {type(value).__name__}")
+    return value
+
+
+def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read ``izzi.toml`` and the catalog it points at (``models.toml`` beside it by default)."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    env = os.environ if env is None else env
+    doc = _read_toml(path)
+
+    top = _Reader(path, "", doc, env)
+    for name in ("server", "storage", "upstreams", "catalog"):
+        _table(path, name, top.raw(name))
+    top.reject_unknown()
+
+    server = _server(_Reader(path, "server", _table(path, "server", doc.get("server")), env))
+    storage = _storage(_Reader(path, "storage", _table(path, "storage", doc.get("storage")), env))
+
+    upstreams: dict[str, UpstreamConfig] = {}
+    for name, table in _table(path, "upstreams", doc.get("upstreams")).items():
+        key = f"upstreams.{name}"
+        upstreams[name] = _upstream(name, _Reader(path, key, _table(path, key, table), env))
+    if not upstreams:
+        raise ConfigError(path, "upstreams", "define at least one upstream")
+
+    cat = _Reader(path, "catalog", _table(path, "catalog", doc.get("catalog")), env)
+    models_path = path.parent / cat.get("models", str, "models.toml")
+    cat.reject_unknown()
+    catalog = load_catalog(models_path, upstreams)
+    return Config(server, storage, MappingProxyType(upstreams), catalog, path)
+
+
+def _server(r: _Reader) -> ServerConfig:
+    d = ServerConfig()
+    port = r.get("port", int, d.port)
+    if not 0 <= port <= 65535:
+        raise r.error("port", f"must be 0..65535, got {port}")
+    level = r.get("log_level", str, d.log_level).lower()
+    if level not in ("debug", "info", "warning", "error"):
+        raise r.error("log_level", "must be one of debug, info, warning, error")
+    config = ServerConfig(
+        host=r.get("host", str, d.host),
+        port=port,
+        max_body_bytes=int(r.positive("max_body_mb", d.max_body_bytes / 2**20) * 2**20),
+        shutdown_timeout_s=r.positive("shutdown_timeout_s", d.shutdown_timeout_s),
+        log_level=level,
+    )
+    r.reject_unknown()
+    return config
+
+
+def _storage(r: _Reader) -> StorageConfig:
+    d = StorageConfig()
+    config = StorageConfig(
+        database_url=r.url("database_url", d.database_url, ("sqlite",)),
+        limiter_url=r.url("limiter_url", d.limiter_url, ("memory", "redis", "rediss")),
+    )
+    r.reject_unknown()
+    return config
+
+
+def _upstream(name: str, r: _Reader) -> UpstreamConfig:
+    d = UpstreamConfig(name=name, kind="")
+    headers = r.get("extra_headers", dict, {})
+    for hname, hvalue in headers.items():
+        if not isinstance(hvalue, str):
+            raise r.error(f"extra_headers.{hname}", "header values must be strings")
+    config = UpstreamConfig(
+        name=name,
+        kind=r.required("kind", str),
+        base_url=r.url("base_url", None, ("http", "https")),
+        api_key=r.secret("api_key"),
+        connect_timeout_s=r.positive("connect_timeout_s", d.connect_timeout_s),
+        first_byte_timeout_s=r.positive("first_byte_timeout_s", d.first_byte_timeout_s),
+        idle_timeout_s=r.positive("idle_timeout_s", d.idle_timeout_s),
+        extra_headers=MappingProxyType(dict(headers)),
+        source=f"{r.file}: {r.prefix}",
+    )
+    # Whatever else the table holds is the plugin's to validate (Provider.from_config).
+    return dataclasses.replace(config, options=MappingProxyType(r.rest()))
+
+
+def load_catalog(path: Path, upstreams: Mapping[str, UpstreamConfig]) -> Catalog:
+    doc = _read_toml(path)
+    models = _table(path, "models", doc.get("models"))
+    if not models:
+        raise ConfigError(path, "models", "the catalog lists no model")
+    extra = set(doc) - {"models"}
+    if extra:
+        raise ConfigError(path, sorted(extra)[0], "unknown key; the file holds [models.<id>] tables")
+    entries, seen_aliases = [], {}
+    for model_id, table in models.items():
+        key = f'models."{model_id}"'
+        r = _Reader(path, key, _table(path, key, table), {})
+        entry = _model(model_id, r, upstreams)
+        for alias in entry.aliases:
+            if alias in models or alias in seen_aliases:
+                owner = alias if alias in models else seen_aliases[alias]
+                raise r.error("aliases", f"alias {alias!r} is already taken by {owner!r}")
+            seen_aliases[alias] = model_id
+        entries.append(entry)
+    return Catalog(entries)
+
+
+def _model(model_id: str, r: _Reader, upstreams: Mapping[str, UpstreamConfig]) -> ModelEntry:
+    tier = r.required("tier", str)
+    if tier not in TIERS:
+        raise r.error("tier", f"{tier!r} is not one of {', '.join(TIERS)}")
+    routes = []
+    raw_routes = r.required("routes", list)
+    if not raw_routes:
+        raise r.error("routes", "list at least one route")
+    for i, spec in enumerate(raw_routes):
+        upstream, sep, upstream_model = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+        if not sep or not upstream or not upstream_model:
+            raise r.error(f"routes[{i}]", f'write "<upstream>:<upstream model>", got {spec!r}')
+        if upstream not in upstreams:
+            raise r.error(
+                f"routes[{i}]",
+                f"unknown upstream {upstream!r}; izzi.toml defines {', '.join(sorted(upstreams))}",
+            )
+        routes.append(Route(upstream, upstream_model))
+    aliases = r.get("aliases", list, [])
+    if not all(isinstance(a, str) and a for a in aliases):
+        raise r.error("aliases", "must be a list of non-empty strings")
+    prices = {}
+    for price in ("input", "output"):
+        prices[price] = r.required(price, float)
+        if prices[price] < 0:
+            raise r.error(price, "a price cannot be negative")
+    context = r.get("context", int)
+    if context is not None and context <= 0:
+        raise r.error("context", "must be a positive number of tokens")
+    entry = ModelEntry(
+        id=model_id,
+        name=r.required("name", str),
+        tier=tier,
+        input_usd_per_mtok=prices["input"],
+        output_usd_per_mtok=prices["output"],
+        context_window=context,
+        routes=tuple(routes),
+        aliases=tuple(aliases),
+        owned_by=r.get("owned_by", str, "izzi"),
+    )
+    r.reject_unknown()
+    return entry

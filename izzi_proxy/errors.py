@@ -1,0 +1,127 @@
+"""Every failure the gateway reports, and the only place that knows status codes.
+
+Exception tree::
+
+    GatewayError                    500 server_error
+    ├── InvalidRequest              400 invalid_request_error
+    │   ├── MethodNotAllowed        405 invalid_request_error
+    │   └── RequestTooLarge         413 invalid_request_error
+    ├── AuthenticationFailed        401 authentication_error
+    ├── NotFound                    404 not_found
+    ├── UpstreamError               502 upstream_error     (upstream answered with an error)
+    │   ├── UpstreamRejected        400 invalid_request_error (upstream refused the request's content)
+    │   └── UpstreamConnectionError 502 connection_error   (unreachable, timed out, cut off)
+    └── ServerError                 500 server_error
+
+A dialect renders any of them in its client's error shape; the errors middleware is
+the one place that turns an exception into a response.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    status: int = 500
+    type: str = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers that belong to this error (e.g. Retry-After)."""
+        return {}
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class MethodNotAllowed(InvalidRequest):
+    status = 405
+
+
+class RequestTooLarge(InvalidRequest):
+    status = 413
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "authentication_error"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "not_found"
+
+
+class ServerError(GatewayError):
+    status = 500
+    type = "server_error"
+
+
+class UpstreamError(GatewayError):
+    """The upstream answered, with an error. Its status and message are kept in ours.
+
+    ``retryable`` tells the router whether the next route may be tried (only ever
+    before the first byte has reached the client).
+    """
+
+    status = 502
+    type = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        upstream: str,
+        upstream_status: int | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.upstream = upstream
+        self.upstream_status = upstream_status
+        self.retryable = retryable
+
+
+class UpstreamConnectionError(UpstreamError):
+    """The upstream could not be reached, timed out, or broke off its answer."""
+
+    type = "connection_error"
+
+    def __init__(self, message: str, *, upstream: str, retryable: bool = True) -> None:
+        super().__init__(message, upstream=upstream, retryable=retryable)
+
+
+class UpstreamRejected(UpstreamError):
+    """The upstream refused the request's content (HTTP 400, 413, 422).
+
+    Sent to the client as a 400, not a 502: the same request would fail again, and
+    OpenAI's and Anthropic's SDKs retry a 502 by themselves.
+    """
+
+    status = 400
+    type = "invalid_request_error"
+
+
+RETRYABLE_UPSTREAM_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+REJECTED_UPSTREAM_STATUSES = frozenset({400, 413, 422})
+
+
+def upstream_error(upstream: str, status: int, message: str) -> UpstreamError:
+    """The gateway error for an upstream's error answer, its status and message kept."""
+    if status in REJECTED_UPSTREAM_STATUSES:
+        return UpstreamRejected(
+            f"Upstream {upstream!r} rejected the request (HTTP {status}): {message}",
+            upstream=upstream,
+            upstream_status=status,
+        )
+    return UpstreamError(
+        f"Upstream {upstream!r} returned HTTP {status}: {message}",
+        upstream=upstream,
+        upstream_status=status,
+        retryable=status in RETRYABLE_UPSTREAM_STATUSES,
+    )

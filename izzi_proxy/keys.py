@@ -1,0 +1,25 @@
+"""Every typed key the app and requests carry state under (no module-level globals)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from aiohttp import ClientSession, web
+
+if TYPE_CHECKING:
+    from izzi_proxy.config import Config
+    from izzi_proxy.ledger import ApiKey, Ledger, UsageRecord
+    from izzi_proxy.router import Router
+
+# On the app
+CONFIG: web.AppKey[Config] = web.AppKey("izzi.config")
+LEDGER: web.AppKey[Ledger] = web.AppKey("izzi.ledger")
+SESSION: web.AppKey[ClientSession] = web.AppKey("izzi.session")
+ROUTER: web.AppKey[Router] = web.AppKey("izzi.router")
+PENDING_WRITES: web.AppKey[set[asyncio.Future[None]]] = web.AppKey("izzi.pending_writes")
+
+# On each request
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("izzi.request_id")
+API_KEY: web.RequestKey[ApiKey] = web.RequestKey("izzi.api_key")
+RECORD: web.RequestKey[UsageRecord] = web.RequestKey("izzi.usage_record")

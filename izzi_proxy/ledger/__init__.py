@@ -1,0 +1,105 @@
+"""The ledger: accounts, API keys and usage records, behind one narrow interface.
+
+Backends: ``sqlite.py`` (the embedded default, WAL mode). A server backend
+(PostgreSQL) implements the same protocol; ``open_ledger`` picks one by URL. Plans,
+balances and holds join this interface with the limits and billing issues.
+
+Keys are ``izzi-`` + 43 URL-safe characters (256 bits). Only their SHA-256 is stored,
+with a short prefix for listing; at that entropy a plain hash is as strong as a slow KDF
+and lets the lookup use an index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from izzi_proxy.canonical import Usage
+
+KEY_PREFIX = "izzi-"
+_VISIBLE = len(KEY_PREFIX) + 6
+
+
+def new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def visible_prefix(secret: str) -> str:
+    return secret[:_VISIBLE]
+
+
+def mask(secret: str) -> str:
+    """What logs and errors may show of a presented key: never enough to use it."""
+    if len(secret) <= _VISIBLE + 4:
+        return "***"
+    return f"{secret[:_VISIBLE]}…{secret[-4:]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    name: str
+    plan: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: int
+    account_id: int
+    account_name: str
+    plan: str
+    name: str
+    prefix: str
+    created_at: float
+    expires_at: float | None = None
+    revoked_at: float | None = None
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    """What one request did; written once, when its answer has ended however it ended."""
+
+    request_id: str
+    endpoint: str
+    started_at: float
+    key_id: int | None = None
+    account_id: int | None = None
+    model: str | None = None
+    upstream: str | None = None
+    upstream_model: str | None = None
+    stream: bool = False
+    status: int = 0
+    outcome: str = "ok"  # ok | error | client_closed
+    error_type: str | None = None
+    duration_ms: float = 0.0
+    usage: Usage | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class Ledger(Protocol):
+    async def create_account(self, name: str, plan: str = "free") -> Account: ...
+    async def get_account(self, name: str) -> Account | None: ...
+    async def create_key(self, account_id: int, name: str, expires_at: float | None = None) -> tuple[ApiKey, str]:
+        """A new key; the full secret is returned this once and never stored."""
+    async def find_key(self, secret: str) -> ApiKey | None:
+        """The live (not revoked, not expired) key for a presented secret."""
+    async def list_keys(self, account_id: int | None = None) -> list[ApiKey]: ...
+    async def revoke_key(self, key_id: int) -> bool: ...
+    async def record_usage(self, record: UsageRecord) -> None: ...
+    async def usage_records(self, request_id: str | None = None, limit: int = 100) -> list[UsageRecord]: ...
+    async def aclose(self) -> None: ...
+
+
+async def open_ledger(url: str) -> Ledger:
+    if url.startswith("sqlite://"):
+        from izzi_proxy.ledger.sqlite import SQLiteLedger
+
+        return await SQLiteLedger.open(url)
+    raise ValueError(f"no ledger backend for {url!r}")

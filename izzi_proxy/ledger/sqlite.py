@@ -1,0 +1,221 @@
+"""The embedded ledger: one SQLite file in WAL mode, through aiosqlite's worker thread.
+
+``sqlite:///data/izzi.sqlite3`` is relative to the working directory,
+``sqlite:////var/lib/izzi/izzi.sqlite3`` absolute, ``sqlite:///:memory:`` in memory.
+Several gateway processes may share one file (WAL lets readers and one writer overlap);
+for many processes on many hosts, use the server backend.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from pathlib import Path
+
+import aiosqlite
+import orjson
+
+from izzi_proxy.canonical import Usage
+from izzi_proxy.ledger import (
+    Account,
+    ApiKey,
+    UsageRecord,
+    hash_secret,
+    new_secret,
+    visible_prefix,
+)
+
+# Applied in order; PRAGMA user_version records how many have run.
+MIGRATIONS = (
+    """
+    CREATE TABLE accounts (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        plan        TEXT NOT NULL,
+        created_at  REAL NOT NULL
+    );
+    CREATE TABLE api_keys (
+        id          INTEGER PRIMARY KEY,
+        account_id  INTEGER NOT NULL REFERENCES accounts(id),
+        name        TEXT NOT NULL,
+        key_hash    BLOB NOT NULL UNIQUE,
+        prefix      TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        expires_at  REAL,
+        revoked_at  REAL
+    );
+    CREATE TABLE usage_records (
+        id                  INTEGER PRIMARY KEY,
+        request_id          TEXT NOT NULL,
+        endpoint            TEXT NOT NULL,
+        key_id              INTEGER,
+        account_id          INTEGER,
+        model               TEXT,
+        upstream            TEXT,
+        upstream_model      TEXT,
+        stream              INTEGER NOT NULL,
+        status              INTEGER NOT NULL,
+        outcome             TEXT NOT NULL,
+        error_type          TEXT,
+        started_at          REAL NOT NULL,
+        duration_ms         REAL NOT NULL,
+        usage_known         INTEGER NOT NULL,
+        input_tokens        INTEGER NOT NULL,
+        output_tokens       INTEGER NOT NULL,
+        cache_read_tokens   INTEGER NOT NULL,
+        cache_write_tokens  INTEGER NOT NULL,
+        reasoning_tokens    INTEGER NOT NULL,
+        extra               TEXT
+    );
+    CREATE INDEX usage_records_account_time ON usage_records (account_id, started_at);
+    CREATE INDEX usage_records_request ON usage_records (request_id);
+    """,
+)
+
+_KEY_COLUMNS = """k.id, k.account_id, a.name, a.plan, k.name, k.prefix, k.created_at,
+                  k.expires_at, k.revoked_at, k.key_hash"""
+
+
+def _path(url: str) -> str:
+    rest = url.removeprefix("sqlite://")
+    if rest in ("", "/", "/:memory:"):
+        return ":memory:"
+    return rest.removeprefix("/")
+
+
+class SQLiteLedger:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, url: str) -> SQLiteLedger:
+        path = _path(url)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        await db.execute("PRAGMA busy_timeout = 5000")
+        await db.execute("PRAGMA journal_mode = WAL")
+        await db.execute("PRAGMA synchronous = NORMAL")
+        await db.execute("PRAGMA foreign_keys = ON")
+        ledger = cls(db)
+        await ledger._migrate()
+        return ledger
+
+    async def _migrate(self) -> None:
+        async with self._db.execute("PRAGMA user_version") as cur:
+            (version,) = await cur.fetchone()
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            await self._db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+    async def aclose(self) -> None:
+        await self._db.close()
+
+    # accounts
+
+    async def create_account(self, name: str, plan: str = "free") -> Account:
+        now = time.time()
+        cur = await self._db.execute(
+            "INSERT INTO accounts (name, plan, created_at) VALUES (?, ?, ?)", (name, plan, now)
+        )
+        return Account(cur.lastrowid, name, plan, now)
+
+    async def get_account(self, name: str) -> Account | None:
+        async with self._db.execute(
+            "SELECT id, name, plan, created_at FROM accounts WHERE name = ?", (name,)
+        ) as cur:
+            row = await cur.fetchone()
+        return Account(*row) if row else None
+
+    # keys
+
+    async def create_key(
+        self, account_id: int, name: str, expires_at: float | None = None
+    ) -> tuple[ApiKey, str]:
+        secret = new_secret()
+        now = time.time()
+        cur = await self._db.execute(
+            "INSERT INTO api_keys (account_id, name, key_hash, prefix, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (account_id, name, hash_secret(secret), visible_prefix(secret), now, expires_at),
+        )
+        key = await self._key_where("k.id = ?", (cur.lastrowid,))
+        assert key is not None
+        return key, secret
+
+    async def find_key(self, secret: str) -> ApiKey | None:
+        digest = hash_secret(secret)
+        async with self._db.execute(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id"
+            " WHERE k.key_hash = ?",
+            (digest,),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None or not hmac.compare_digest(row[-1], digest):
+            return None
+        key = ApiKey(*row[:-1])
+        now = time.time()
+        if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
+            return None
+        return key
+
+    async def list_keys(self, account_id: int | None = None) -> list[ApiKey]:
+        if account_id is None:
+            return await self._keys_where("1", ())
+        return await self._keys_where("k.account_id = ?", (account_id,))
+
+    async def revoke_key(self, key_id: int) -> bool:
+        cur = await self._db.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (time.time(), key_id),
+        )
+        return cur.rowcount == 1
+
+    async def _key_where(self, where: str, args: tuple) -> ApiKey | None:
+        keys = await self._keys_where(where, args)
+        return keys[0] if keys else None
+
+    async def _keys_where(self, where: str, args: tuple) -> list[ApiKey]:
+        async with self._db.execute(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id"
+            f" WHERE {where} ORDER BY k.id",
+            args,
+        ) as cur:
+            return [ApiKey(*row[:-1]) for row in await cur.fetchall()]
+
+    # usage
+
+    async def record_usage(self, record: UsageRecord) -> None:
+        u = record.usage or Usage()
+        await self._db.execute(
+            "INSERT INTO usage_records (request_id, endpoint, key_id, account_id, model, upstream,"
+            " upstream_model, stream, status, outcome, error_type, started_at, duration_ms,"
+            " usage_known, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
+            " reasoning_tokens, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                record.request_id, record.endpoint, record.key_id, record.account_id,
+                record.model, record.upstream, record.upstream_model, record.stream,
+                record.status, record.outcome, record.error_type, record.started_at,
+                record.duration_ms, record.usage is not None, u.input_tokens, u.output_tokens,
+                u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens,
+                orjson.dumps(record.extra).decode() if record.extra else None,
+            ),
+        )  # fmt: skip
+
+    async def usage_records(self, request_id: str | None = None, limit: int = 100) -> list[UsageRecord]:
+        where, args = ("request_id = ?", (request_id,)) if request_id else ("1", ())
+        async with self._db.execute(
+            "SELECT request_id, endpoint, started_at, key_id, account_id, model, upstream,"
+            " upstream_model, stream, status, outcome, error_type, duration_ms, usage_known,"
+            " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
+            f" reasoning_tokens, extra FROM usage_records WHERE {where} ORDER BY id DESC LIMIT ?",
+            (*args, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [
+            UsageRecord(
+                *row[:8], bool(row[8]), *row[9:13],
+                usage=Usage(*row[14:19]) if row[13] else None,
+                extra=orjson.loads(row[19]) if row[19] else {},
+            )
+            for row in rows
+        ]  # fmt: skip

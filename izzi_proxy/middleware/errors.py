@@ -1,0 +1,75 @@
+"""Turn every failure into the route's dialect error shape. Never a traceback in a body.
+
+Inside the request log (so the log sees the rendered status), outside everything else.
+aiohttp's own HTTP exceptions (unknown route, wrong method, body too large) are mapped to
+gateway errors; anything unexpected is logged with its traceback and answered as 500
+``server_error`` naming the request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from izzi_proxy.config import Config
+from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
+from izzi_proxy.errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    RequestTooLarge,
+    ServerError,
+)
+from izzi_proxy.keys import REQUEST_ID
+
+log = logging.getLogger("izzi.errors")
+
+
+def _from_http(request: web.Request, exc: web.HTTPException) -> GatewayError:
+    if exc.status == 404:
+        hint = "" if "/v1/" in request.path else " (API routes start with /v1)"
+        return NotFound(f"Unknown route: {request.method} {request.path}{hint}")
+    if exc.status == 405:
+        allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
+        return MethodNotAllowed(f"Method {request.method} is not allowed on {request.path}; use {allowed}")
+    if exc.status == 413:
+        return RequestTooLarge("Request body is over the size limit")
+    if exc.status < 500:
+        return InvalidRequest(exc.text or exc.reason)
+    return ServerError(exc.reason)
+
+
+def render(request: web.Request, error: GatewayError) -> web.Response:
+    dialect = getattr(request.match_info.handler, "dialect", OPENAI_CHAT)
+    return web.Response(
+        status=error.status,
+        body=orjson.dumps(dialect.error_body(error)),
+        content_type="application/json",
+        headers=error.headers(),
+    )
+
+
+def make_errors(config: Config) -> Middleware:
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except GatewayError as err:
+            return render(request, err)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return render(request, _from_http(request, exc))
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            request_id = request.get(REQUEST_ID, "-")
+            log.exception("request %s failed", request_id)
+            return render(request, ServerError(f"Internal server error (request id {request_id})"))
+
+    return errors

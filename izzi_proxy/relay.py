@@ -1,0 +1,80 @@
+"""The passthrough loop: upstream bytes to the client as they come, usage tapped on the way.
+
+Each upstream chunk is fed to the dialect's tap and the very same bytes object is
+written on (unless the tap had to hide an event). Memory per stream is one chunk plus at
+most one unfinished line. A failure after the first byte is sent as an in-stream error in
+the client's format; a client that hangs up closes the upstream request.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from izzi_proxy.dialects import Dialect, StreamTap
+from izzi_proxy.errors import GatewayError, ServerError, UpstreamConnectionError
+from izzi_proxy.ledger import UsageRecord
+from izzi_proxy.providers import UpstreamReply
+
+log = logging.getLogger("izzi.relay")
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+async def relay_stream(
+    request: web.Request,
+    reply: UpstreamReply,
+    tap: StreamTap,
+    dialect: Dialect,
+    record: UsageRecord,
+) -> web.StreamResponse:
+    response = web.StreamResponse(status=reply.status, headers=SSE_HEADERS)
+    try:
+        await response.prepare(request)
+        if out := tap.feed(reply.head):
+            await response.write(out)
+        async for chunk in reply.body:
+            if out := tap.feed(chunk):
+                await response.write(out)
+        if out := tap.finish():
+            await response.write(out)
+        if not (tap.done or tap.error):
+            raise UpstreamConnectionError(
+                "The upstream ended the stream before it was complete", upstream=record.upstream or "-"
+            )
+    except GatewayError as err:
+        await _end_with_error(response, dialect, record, err)
+    except ConnectionResetError:
+        record.outcome = "client_closed"  # the client hung up; nobody to tell
+        raise
+    except Exception:  # a bug after the first byte: the client still gets a proper end
+        log.exception("request %s: relay failed", record.request_id)
+        await _end_with_error(response, dialect, record, ServerError("Internal server error"))
+    finally:
+        record.usage = tap.usage
+        if tap.error:
+            record.outcome, record.error_type = "error", "upstream_error"
+        await reply.aclose()
+    await response.write_eof()
+    return response
+
+
+async def _end_with_error(
+    response: web.StreamResponse, dialect: Dialect, record: UsageRecord, err: GatewayError
+) -> None:
+    record.outcome, record.error_type = "error", err.type
+    log.warning("request %s: stream ended with %s: %s", record.request_id, err.type, err.message)
+    await response.write(dialect.stream_error(err))
+
+
+async def relay_body(reply: UpstreamReply, dialect: Dialect, record: UsageRecord) -> web.Response:
+    try:
+        record.usage = dialect.usage_of_body(reply.head)
+    finally:
+        await reply.aclose()
+    return web.Response(body=reply.head, status=reply.status, content_type="application/json")

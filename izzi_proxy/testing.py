@@ -1,0 +1,331 @@
+"""Fake upstreams, importable by the gateway's tests, plugin packages' tests and scripts.
+
+``ChatScript`` writes OpenAI chat answers (plain and streamed) for a request body, with the
+scenario picked from the model name, like TensorZero's dummy provider:
+
+==========================  ==================================================================
+model name contains          behaviour
+==========================  ==================================================================
+(anything else)              echo: "Echo: <last user text>" (+ "[N image(s)]"); usage ~ chars/4
+``tools``                    call the offered tools (two at once when two are offered), the
+                             arguments streamed in pieces; after tool results, answer with them
+``error_<status>``           answer that HTTP status with an OpenAI error body
+``stream_error_after_<n>``   stream n content chunks, then an in-stream error event
+``cut_after_<n>``            stream n content chunks, then end cleanly without ``[DONE]``
+``abort_after_<n>``          stream n content chunks, then drop the connection
+``usage_in_choice``          usage on the last choice chunk, no separate usage chunk
+``slow_<ms>``                wait that long before each chunk
+``hang``                     never answer
+==========================  ==================================================================
+
+``fake_openai_app()`` serves those over HTTP like OpenAI's API and records every request
+it receives, so tests can assert what the gateway sent upstream. The in-process mock
+provider (``plugins/mock``) plays the same scripts without a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+__all__ = ["ChatScript", "Received", "fake_openai_app", "RECEIVED", "DISCONNECTS"]
+
+_PARAM = re.compile(r"(error|stream_error_after|cut_after|abort_after|slow)_(\d+)")
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / 4) if text else 0
+
+
+def _text_of(content: Any) -> tuple[str, int]:
+    """The text of a message's content, and how many images it holds."""
+    if isinstance(content, str):
+        return content, 0
+    if not isinstance(content, list):
+        return "", 0
+    texts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+    images = sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image_url")
+    return " ".join(texts), images
+
+
+def _sample(schema: dict[str, Any]) -> Any:
+    kind = schema.get("type")
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {name: _sample(sub) for name, sub in props.items() if name in schema.get("required", props)}
+    if "enum" in schema:
+        return schema["enum"][0]
+    return {"string": "Hanoi", "integer": 3, "number": 1.5, "boolean": True, "array": []}.get(kind)
+
+
+@dataclass
+class ChatScript:
+    """The answer an OpenAI-compatible upstream would give to ``body``."""
+
+    body: dict[str, Any]
+    chunks: int = 4
+    created: int = field(default_factory=lambda: int(time.time()))
+    id: str = field(default_factory=lambda: "chatcmpl-" + secrets.token_hex(12))
+
+    def __post_init__(self) -> None:
+        model = str(self.body.get("model", ""))
+        self.model = model
+        self.params = {name: int(value) for name, value in _PARAM.findall(model)}
+        self.scenario_tools = "tools" in model
+        self.usage_in_choice = "usage_in_choice" in model
+        self.hang = "hang" in model
+
+    # -- what to say ------------------------------------------------------------------
+
+    @property
+    def error_status(self) -> int | None:
+        return self.params.get("error")
+
+    @property
+    def delay_s(self) -> float:
+        return self.params.get("slow", 0) / 1000
+
+    def _tool_calls(self) -> list[dict[str, Any]] | None:
+        messages = self.body.get("messages") or []
+        tools = [t for t in self.body.get("tools") or [] if t.get("type") == "function"]
+        if not (self.scenario_tools and tools) or (messages and messages[-1].get("role") == "tool"):
+            return None
+        return [
+            {
+                "id": f"call_{i}_{self.id[-6:]}",
+                "type": "function",
+                "function": {
+                    "name": tool["function"]["name"],
+                    "arguments": orjson.dumps(_sample(tool["function"].get("parameters") or {})).decode(),
+                },
+            }
+            for i, tool in enumerate(tools[:2])
+        ]
+
+    def text(self, choice: int = 0) -> str:
+        messages = self.body.get("messages") or []
+        if messages and messages[-1].get("role") == "tool":
+            results = [str(m.get("content")) for m in messages if m.get("role") == "tool"]
+            return "Tool results: " + "; ".join(results)
+        last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+        text, images = _text_of(last_user.get("content"))
+        reply = f"Echo: {text}" + (f" [{images} image(s)]" if images else "")
+        return reply + (f" (choice {choice})" if choice else "")
+
+    def usage(self) -> dict[str, Any]:
+        prompt = sum(estimate_tokens(_text_of(m.get("content"))[0]) + 4 for m in self.body.get("messages") or [])
+        calls = self._tool_calls()
+        completion = (
+            sum(estimate_tokens(c["function"]["arguments"]) + 8 for c in calls)
+            if calls
+            else sum(estimate_tokens(self.text(i)) for i in range(self.n))
+        )
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        }
+
+    @property
+    def n(self) -> int:
+        return int(self.body.get("n") or 1)
+
+    def error_body(self, status: int) -> dict[str, Any]:
+        kind = {400: "invalid_request_error", 401: "invalid_api_key", 429: "rate_limit_exceeded"}
+        return {
+            "error": {
+                "message": f"Mock upstream error {status}",
+                "type": kind.get(status, "server_error"),
+                "param": None,
+                "code": kind.get(status),
+            }
+        }
+
+    # -- plain answer -------------------------------------------------------------------
+
+    def completion(self) -> dict[str, Any]:
+        calls = self._tool_calls()
+        choices = []
+        for i in range(self.n):
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": None if calls else self.text(i),
+                "refusal": None,
+                "annotations": [],
+            }
+            if calls:
+                message["tool_calls"] = calls
+            choices.append(
+                {
+                    "index": i,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": "tool_calls" if calls else "stop",
+                }
+            )
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            "usage": self.usage(),
+            "service_tier": "default",
+            "system_fingerprint": "fp_izzi_mock",
+        }
+
+    # -- streamed answer ----------------------------------------------------------------
+
+    def _chunk(self, choices: list[dict[str, Any]], usage: Any = None) -> bytes:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "service_tier": "default",
+            "system_fingerprint": "fp_izzi_mock",
+            "choices": choices,
+        }
+        if self.include_usage or usage is not None:
+            data["usage"] = usage
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    @property
+    def include_usage(self) -> bool:
+        options = self.body.get("stream_options") or {}
+        return bool(options.get("include_usage"))
+
+    def frames(self) -> Iterator[bytes]:
+        """The SSE frames of the streamed answer, in order; ends with ``[DONE]``."""
+        stop_after = next(
+            (self.params[k] for k in ("stream_error_after", "cut_after", "abort_after") if k in self.params),
+            None,
+        )
+        content = 0
+
+        def delta(i: int, d: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {"index": i, "delta": d, "logprobs": None, "finish_reason": finish}
+
+        yield self._chunk([delta(i, {"role": "assistant", "content": "", "refusal": None}) for i in range(self.n)])
+        calls = self._tool_calls()
+        pieces: list[list[dict[str, Any]]] = []
+        if calls:
+            for index, call in enumerate(calls):
+                args = call["function"]["arguments"]
+                step = max(1, math.ceil(len(args) / 3))
+                head = {"index": index, "id": call["id"], "type": "function",
+                        "function": {"name": call["function"]["name"], "arguments": ""}}  # fmt: skip
+                pieces.append([delta(0, {"tool_calls": [head]})])
+                for start in range(0, len(args), step):
+                    part = {"index": index, "function": {"arguments": args[start : start + step]}}
+                    pieces.append([delta(0, {"tool_calls": [part]})])
+        else:
+            texts = [self.text(i) for i in range(self.n)]
+            for k in range(self.chunks):
+                row = []
+                for i, text in enumerate(texts):
+                    step = math.ceil(len(text) / self.chunks)
+                    if part := text[k * step : (k + 1) * step]:
+                        row.append(delta(i, {"content": part}))
+                if row:
+                    pieces.append(row)
+        for row in pieces:
+            if stop_after is not None and content == stop_after:
+                if "stream_error_after" in self.params:
+                    yield b"data: " + orjson.dumps(self.error_body(500)) + b"\n\n"
+                return
+            yield self._chunk(row)
+            content += 1
+        finish = "tool_calls" if calls else "stop"
+        if self.usage_in_choice:
+            yield self._chunk([delta(i, {}, finish) for i in range(self.n)], usage=self.usage())
+        else:
+            yield self._chunk([delta(i, {}, finish) for i in range(self.n)])
+            if self.include_usage:
+                yield self._chunk([], usage=self.usage())
+        yield b"data: [DONE]\n\n"
+
+
+# -- the fake OpenAI-compatible server ------------------------------------------------------
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+RECEIVED: web.AppKey[list[Received]] = web.AppKey("fake.received")
+DISCONNECTS: web.AppKey[asyncio.Queue[str]] = web.AppKey("fake.disconnects")
+_API_KEY: web.AppKey[str | None] = web.AppKey("fake.api_key")
+
+
+def fake_openai_app(api_key: str | None = "sk-upstream-test", chunks: int = 4) -> web.Application:
+    """An aiohttp app that answers like OpenAI's ``/v1/chat/completions`` and ``/v1/models``."""
+    app = web.Application()
+    app[RECEIVED] = []
+    app[DISCONNECTS] = asyncio.Queue()
+    app[_API_KEY] = api_key
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await request.json(loads=orjson.loads)
+        app[RECEIVED].append(Received(request.method, request.path, dict(request.headers), body))
+        if api_key and request.headers.get("Authorization") != f"Bearer {api_key}":
+            return web.json_response(
+                {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                           "param": None, "code": "invalid_api_key"}},
+                status=401,
+            )  # fmt: skip
+        script = ChatScript(body, chunks=chunks)
+        if script.hang:
+            await asyncio.Event().wait()
+        if script.error_status:
+            return web.json_response(script.error_body(script.error_status), status=script.error_status)
+        if not body.get("stream"):
+            await asyncio.sleep(script.delay_s)
+            return web.Response(body=orjson.dumps(script.completion()), content_type="application/json")
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
+        await response.prepare(request)
+        sent = 0
+        try:
+            for frame in script.frames():
+                if script.delay_s:
+                    await asyncio.sleep(script.delay_s)
+                await response.write(frame)
+                sent += 1
+                if "abort_after" in script.params and sent == script.params["abort_after"] + 1:
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return response
+        except (ConnectionResetError, asyncio.CancelledError):
+            app[DISCONNECTS].put_nowait(script.model)
+            raise
+        await response.write_eof()
+        return response
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"object": "list", "data": [{"id": "gpt-4o", "object": "model", "created": 0, "owned_by": "openai"}]}
+        )
+
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/v1/models", models)
+    return app
