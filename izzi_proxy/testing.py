@@ -218,6 +218,9 @@ class ChatScript:
             None,
         )
         content = 0
+        if stop_after == 0 and "stream_error_after" in self.params:
+            yield b"data: " + orjson.dumps(self.error_body(500)) + b"\n\n"  # failed at the start
+            return
 
         def delta(i: int, d: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {"index": i, "delta": d, "logprobs": None, "finish_reason": finish}

@@ -1,0 +1,282 @@
+"""Every row of the error table, through raw HTTP and through the openai SDK."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import openai
+import pytest
+
+from izzi_proxy.config import load_config
+from izzi_proxy.providers import UpstreamCall, registry
+from tests.conftest import Gateway, start_gateway, write_config
+from tests.e2e.shapes import assert_openai_error
+
+HELLO = [{"role": "user", "content": "Hello"}]
+
+
+@pytest.fixture
+async def http(gateway: Gateway):
+    async with aiohttp.ClientSession(
+        base_url=str(gateway.server.make_url("/")), headers={"Authorization": f"Bearer {gateway.key}"}
+    ) as session:
+        yield session
+
+
+# -- 400 ----------------------------------------------------------------------------------
+
+
+async def test_bad_json(http: aiohttp.ClientSession) -> None:
+    async with http.post("/v1/chat/completions", data=b'{"model": "gpt-4o", "messages": [') as resp:
+        error = await assert_openai_error(resp, 400, "invalid_request_error")
+    assert "not valid JSON" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        ({"messages": HELLO}, None, "missing required field `model`"),
+        ({"model": "gpt-4o"}, None, "missing required field `messages`"),
+        ({"model": "gpt-4o", "messages": []}, "messages", "at least one message"),
+        ({"model": 4, "messages": HELLO}, "model", "got `int`"),
+        ({"model": "gpt-4o", "messages": HELLO, "temperature": "hot"}, "temperature", "Expected `float"),
+        ({"model": "gpt-4o", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role", "robot"),
+        ({"model": "gpt-4o", "messages": HELLO, "stream": "yes"}, "stream", "Expected `bool"),
+        ({"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "text"}]}]},
+         "messages[0].content[0].text", "needs `text`"),
+        ({"model": "gpt-4o", "messages": HELLO, "n": 0}, "n", "at least 1"),
+        (["not", "an", "object"], None, "JSON object"),
+    ],
+)  # fmt: skip
+async def test_invalid_body_names_the_field(http: aiohttp.ClientSession, body, param, words) -> None:
+    async with http.post("/v1/chat/completions", json=body) as resp:
+        error = await assert_openai_error(resp, 400, "invalid_request_error")
+    assert words in error["message"]
+    assert error["param"] == param
+
+
+async def test_empty_body(http: aiohttp.ClientSession) -> None:
+    async with http.post("/v1/chat/completions", data=b"") as resp:
+        await assert_openai_error(resp, 400, "invalid_request_error")
+
+
+async def test_sdk_raises_bad_request(gateway: Gateway, client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="gpt-4o", messages=HELLO, temperature="hot")  # type: ignore[arg-type]
+    assert caught.value.status_code == 400
+    assert caught.value.param == "temperature"
+
+
+# -- 401 ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "words"),
+    [
+        ({}, "Missing API key"),
+        ({"Authorization": "Bearer izzi-notarealkeynotarealkeynotarealkey12345"}, "Invalid API key"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "Missing API key"),
+        ({"x-api-key": "sk-something-else-entirely-0123456789"}, "Invalid API key"),
+    ],
+)
+async def test_authentication(gateway: Gateway, headers, words) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            gateway.server.make_url("/v1/chat/completions"), json={"model": "gpt-4o", "messages": HELLO},
+            headers=headers,
+        ) as resp:
+            error = await assert_openai_error(resp, 401, "authentication_error")
+    assert words in error["message"]
+    for value in headers.values():
+        assert value.split()[-1] not in error["message"]  # never the whole key back
+
+
+async def test_sdk_raises_authentication_error(gateway: Gateway) -> None:
+    async with openai.AsyncOpenAI(base_url=gateway.url, api_key="izzi-wrong" + "x" * 40, max_retries=0) as client:
+        with pytest.raises(openai.AuthenticationError):
+            await client.chat.completions.create(model="gpt-4o", messages=HELLO)
+        with pytest.raises(openai.AuthenticationError):
+            await client.models.list()
+
+
+async def test_revoked_key_is_refused(gateway: Gateway, client: openai.AsyncOpenAI) -> None:
+    await client.chat.completions.create(model="gpt-4o", messages=HELLO)
+    (key,) = await gateway.ledger.list_keys()
+    await gateway.ledger.revoke_key(key.id)
+    with pytest.raises(openai.AuthenticationError):
+        await client.chat.completions.create(model="gpt-4o", messages=HELLO)
+
+
+# -- 404 / 405 / 413 ------------------------------------------------------------------------
+
+
+async def test_unknown_model(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        await client.chat.completions.create(model="gpt-99", messages=HELLO)
+    assert caught.value.body["type"] == "not_found"
+    assert "gpt-99" in caught.value.message
+    with pytest.raises(openai.NotFoundError):
+        await client.models.retrieve("gpt-99")
+
+
+@pytest.mark.parametrize("path", ["/v1/nothing-here", "/chat/completions", "/v2/chat/completions"])
+async def test_unknown_route(http: aiohttp.ClientSession, path: str) -> None:
+    async with http.post(path, json={}) as resp:
+        error = await assert_openai_error(resp, 404, "not_found")
+    assert path in error["message"]
+
+
+async def test_wrong_method(http: aiohttp.ClientSession) -> None:
+    async with http.get("/v1/chat/completions") as resp:
+        error = await assert_openai_error(resp, 405, "invalid_request_error")
+    assert "POST" in error["message"]
+
+
+async def test_body_over_the_limit(aiohttp_server, upstream, tmp_path, upstream_env) -> None:
+    config = load_config(write_config(tmp_path, str(upstream.make_url("/v1")), server="max_body_mb = 0.01"))
+    gateway = await start_gateway(aiohttp_server, config, upstream)
+    big = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * 20_000}]}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            gateway.server.make_url("/v1/chat/completions"), json=big, headers={"Authorization": f"Bearer {gateway.key}"}
+        ) as resp:
+            error = await assert_openai_error(resp, 413, "invalid_request_error")
+    assert "limit" in error["message"]
+    assert gateway.received == []
+
+
+# -- 502 ----------------------------------------------------------------------------------
+
+
+async def test_upstream_error_keeps_status_and_message(gateway: Gateway, client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as caught:
+        await client.chat.completions.create(model="error-500", messages=HELLO)
+    assert caught.value.status_code == 502
+    assert caught.value.body["type"] == "upstream_error"
+    assert "HTTP 500" in caught.value.message and "Mock upstream error 500" in caught.value.message
+    record = await gateway.record(caught.value.response.headers["x-request-id"])
+    assert (record.status, record.outcome, record.error_type) == (502, "error", "upstream_error")
+
+
+async def test_upstream_auth_failure_is_a_502_not_a_401(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as caught:
+        await client.chat.completions.create(model="error-401", messages=HELLO)
+    assert caught.value.status_code == 502 and "HTTP 401" in caught.value.message
+
+
+async def test_upstream_rejecting_the_request_is_a_400(client: openai.AsyncOpenAI) -> None:
+    """A request the upstream refuses would fail again: 400, so SDKs do not retry it."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="error-400", messages=HELLO)
+    assert "HTTP 400" in caught.value.message and "Mock upstream error 400" in caught.value.message
+
+
+async def test_unreachable_upstream(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as caught:
+        await client.chat.completions.create(model="unreachable", messages=HELLO)
+    assert caught.value.status_code == 502
+    assert caught.value.body["type"] == "connection_error"
+    assert "Could not reach upstream 'dead'" in caught.value.message
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_upstream_timeout(client: openai.AsyncOpenAI, stream: bool) -> None:
+    with pytest.raises(openai.InternalServerError) as caught:
+        await client.chat.completions.create(model="hang", messages=HELLO, stream=stream)
+    assert caught.value.body["type"] == "connection_error"
+    assert "did not answer within 1 s" in caught.value.message
+
+
+async def test_upstream_without_its_key_names_the_variable(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as caught:
+        await client.chat.completions.create(model="needs-key", messages=HELLO)
+    assert caught.value.body["type"] == "upstream_error"
+    assert "IZZI_TEST_UNSET_KEY" in caught.value.message
+
+
+@pytest.mark.parametrize("model", ["fallback", "fallback-dead"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_fallback_before_the_first_byte(gateway: Gateway, client: openai.AsyncOpenAI, model, stream) -> None:
+    response = await client.chat.completions.create(model=model, messages=HELLO, stream=stream)
+    if stream:
+        text = "".join([c.choices[0].delta.content or "" async for c in response if c.choices])
+    else:
+        text = response.choices[0].message.content
+    assert text == "Echo: Hello"
+    assert gateway.received[-1].body["model"] == "upstream-fallback-ok"
+
+
+async def test_fallback_when_the_first_stream_event_is_an_error(gateway: Gateway, client: openai.AsyncOpenAI) -> None:
+    stream = await client.chat.completions.create(model="fallback-first-event", messages=HELLO, stream=True)
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == "Echo: Hello"
+    assert [r.body["model"] for r in gateway.received] == ["stream_error_after_0", "upstream-fallback-ok"]
+
+
+# -- errors after the first byte: in the stream, in OpenAI's in-stream shape ----------------
+
+
+@pytest.mark.parametrize(
+    ("model", "words", "error_type"),
+    [
+        ("stream-error", "Mock upstream error 500", "upstream_error"),
+        ("cut", "ended the stream before it was complete", "connection_error"),
+        ("abort", "broke off the stream", "connection_error"),
+    ],
+)
+async def test_error_after_the_first_byte(gateway: Gateway, client: openai.AsyncOpenAI, model, words, error_type) -> None:
+    raw = await client.chat.completions.with_raw_response.create(model=model, messages=HELLO, stream=True)
+    assert raw.http_response.status_code == 200
+    seen = []
+    with pytest.raises(openai.APIError) as caught:
+        async for chunk in raw.parse():
+            seen.append(chunk)
+    assert seen, "some content came before the error"
+    assert words in caught.value.message
+    record = await gateway.record(raw.headers["x-request-id"])
+    assert (record.outcome, record.error_type) == ("error", error_type)
+
+
+# -- 500 ----------------------------------------------------------------------------------
+
+
+class ExplodingProvider:
+    kind = "exploding"
+    wire_formats = frozenset({"openai_chat"})
+
+    @classmethod
+    def from_config(cls, upstream, session):
+        return cls()
+
+    async def send(self, call: UpstreamCall):
+        raise RuntimeError("secret internal detail")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_internal_error_is_a_500_without_traceback(aiohttp_server, upstream, tmp_path, upstream_env, caplog) -> None:
+    path = write_config(
+        tmp_path, str(upstream.make_url("/v1")), models={"boom": ["boom:x"]},
+        extra_upstreams='[upstreams.boom]\nkind = "exploding"\n',
+    )  # fmt: skip
+    with registry.override({"exploding": ExplodingProvider}):
+        gateway = await start_gateway(aiohttp_server, load_config(path), upstream)
+        async with gateway.client() as client:
+            with pytest.raises(openai.InternalServerError) as caught:
+                await client.chat.completions.create(model="boom", messages=HELLO)
+    assert caught.value.status_code == 500
+    assert caught.value.body["type"] == "server_error"
+    request_id = caught.value.response.headers["x-request-id"]
+    assert request_id in caught.value.message
+    assert "secret internal detail" not in caught.value.message and "Traceback" not in caught.value.message
+    assert "secret internal detail" in caplog.text  # the operator sees it in the log
+    record = await gateway.record(request_id)
+    assert (record.status, record.error_type) == (500, "server_error")
+
+
+async def test_error_responses_carry_the_request_id(http: aiohttp.ClientSession) -> None:
+    async with http.post("/v1/chat/completions", json={"model": "gpt-99", "messages": HELLO}) as resp:
+        await assert_openai_error(resp, 404, "not_found")
+    await asyncio.sleep(0)
