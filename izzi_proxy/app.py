@@ -27,8 +27,10 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
         handler_args={"max_field_size": 16384},
     )
     app[CONFIG] = config
-    app.cleanup_ctx.append(_ledger)
+    # Upstreams first: a config mistake found while building them stops the start before
+    # anything else (the ledger's worker thread) is running.
     app.cleanup_ctx.append(lambda app: _upstreams(app, providers))
+    app.cleanup_ctx.append(_ledger)
     app.on_response_prepare.append(add_request_id)
 
     chat = handlers.generation(OPENAI_CHAT)

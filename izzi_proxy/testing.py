@@ -36,6 +36,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 __all__ = ["ChatScript", "Received", "fake_openai_app", "RECEIVED", "DISCONNECTS"]
 
@@ -272,7 +273,7 @@ class ChatScript:
 class Received:
     method: str
     path: str
-    headers: dict[str, str]
+    headers: CIMultiDict[str]
     body: Any
 
 
@@ -290,7 +291,7 @@ def fake_openai_app(api_key: str | None = "sk-upstream-test", chunks: int = 4) -
 
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json(loads=orjson.loads)
-        app[RECEIVED].append(Received(request.method, request.path, dict(request.headers), body))
+        app[RECEIVED].append(Received(request.method, request.path, CIMultiDict(request.headers), body))
         if api_key and request.headers.get("Authorization") != f"Bearer {api_key}":
             return web.json_response(
                 {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",

@@ -1,0 +1,131 @@
+"""``izzi-proxy`` as a user runs it: keys, check-config, serve, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import openai
+import pytest
+
+from tests.conftest import free_port
+
+MODELS = '[models."echo"]\nname = "Echo"\ntier = "budget"\ninput = 1\noutput = 2\nroutes = ["mock:echo"]\n'
+
+
+def make_config(tmp_path: Path, mock_options: str = "chunks = 4") -> Path:
+    (tmp_path / "models.toml").write_text(MODELS)
+    path = tmp_path / "izzi.toml"
+    path.write_text(
+        f'[server]\nshutdown_timeout_s = 10\n[storage]\ndatabase_url = "sqlite:///{tmp_path}/db.sqlite3"\n'
+        f'[upstreams.mock]\nkind = "mock"\n{mock_options}\n'
+    )
+    return path
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "izzi_proxy", *args], capture_output=True, text=True, timeout=30,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def test_keys_create_list_revoke(tmp_path: Path) -> None:
+    config = str(make_config(tmp_path))
+    created = cli("keys", "create", "--name", "laptop", "--account", "acme", "--config", config)
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip()
+    assert re.fullmatch(r"izzi-[A-Za-z0-9_-]{43}", secret)
+    assert "shown only once" in created.stderr
+
+    listed = cli("keys", "list", "--config", config)
+    assert secret[:11] in listed.stdout and secret not in listed.stdout and "laptop" in listed.stdout
+    assert "live" in listed.stdout
+
+    again = cli("keys", "create", "--name", "x", "--account", "acme", "--if-none", "--config", config)
+    assert again.stdout == "" and "already has a key" in again.stderr
+
+    key_id = listed.stdout.split()[0]
+    assert cli("keys", "revoke", key_id, "--config", config).returncode == 0
+    assert "revoked" in cli("keys", "list", "--config", config).stdout
+    assert cli("keys", "revoke", key_id, "--config", config).returncode == 1
+
+
+def test_check_config_redacts_secrets(tmp_path: Path) -> None:
+    result = cli("check-config", env={"OPENAI_API_KEY": "sk-do-not-print-me"})
+    assert result.returncode == 0, result.stderr
+    assert "sk-do-not-print-me" not in result.stdout
+    assert "env:OPENAI_API_KEY (set)" in result.stdout
+
+
+def test_bad_config_is_refused_with_file_and_key(tmp_path: Path) -> None:
+    path = make_config(tmp_path)
+    path.write_text(path.read_text() + "[upstreams.bad]\nkind = \"openai\"\napi_key = \"sk-literal\"\n")
+    result = cli("serve", "--config", str(path))
+    assert result.returncode == 2
+    assert f"{path}: upstreams.bad.api_key: a key is never written in a config file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_kind_is_refused_at_start(tmp_path: Path) -> None:
+    path = make_config(tmp_path)
+    path.write_text(path.read_text() + '[upstreams.bad]\nkind = "nonesuch"\n')
+    result = cli("serve", "--config", str(path), "--port", str(free_port()))
+    assert result.returncode == 2
+    assert "upstreams.bad.kind" in result.stderr and "installed kinds:" in result.stderr
+
+
+async def wait_ready(url: str, process: asyncio.subprocess.Process) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            if process.returncode is not None:
+                raise AssertionError(f"gateway exited with {process.returncode}")
+            try:
+                async with session.get(url + "/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+    raise AssertionError("gateway did not start")
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[str, str, asyncio.subprocess.Process]]:
+    config = str(make_config(tmp_path, "chunks = 10\nchunk_delay_ms = 100"))
+    secret = cli("keys", "create", "--name", "t", "--config", config).stdout.strip()
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "izzi_proxy", "serve", "--config", config, "--port", str(port),
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_ready(url, process)
+        yield url, secret, process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def test_serve_answers_and_stops_gracefully(served) -> None:
+    url, secret, process = served
+    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key=secret, max_retries=0) as client:
+        stream = await client.chat.completions.create(
+            model="echo", messages=[{"role": "user", "content": "finish this stream please"}], stream=True
+        )
+        first = await stream.__anext__()
+        process.send_signal(signal.SIGTERM)  # ~1 s of stream still to come
+        rest = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in [first, *rest] if c.choices)
+    assert text == "Echo: finish this stream please"
+    assert await asyncio.wait_for(process.wait(), timeout=15) == 0
+    log = (await process.stderr.read()).decode()
+    assert "serving on" in log and "Traceback" not in log

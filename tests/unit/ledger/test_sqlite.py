@@ -1,0 +1,99 @@
+"""The embedded ledger: keys stored hashed, found in constant time, revoked and expired;
+usage records written and read back; migrations idempotent across reopenings."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from izzi_proxy.canonical import Usage
+from izzi_proxy.ledger import UsageRecord, hash_secret, mask, open_ledger
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path):
+    ledger = await open_ledger(f"sqlite:///{tmp_path}/ledger.sqlite3")
+    yield ledger
+    await ledger.aclose()
+
+
+async def test_key_format_and_hashed_storage(ledger, tmp_path: Path) -> None:
+    account = await ledger.create_account("acme", "pro")
+    key, secret = await ledger.create_key(account.id, "laptop")
+    assert re.fullmatch(r"izzi-[A-Za-z0-9_-]{43}", secret)
+    assert key.prefix == secret[:11] and key.plan == "pro" and key.account_name == "acme"
+    with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
+        dump = "\n".join(db.iterdump())
+        stored = db.execute("SELECT key_hash FROM api_keys").fetchone()[0]
+    assert secret not in dump and secret[11:] not in dump
+    assert stored == hash_secret(secret)
+
+
+async def test_find_key(ledger) -> None:
+    account = await ledger.create_account("acme")
+    key, secret = await ledger.create_key(account.id, "k")
+    found = await ledger.find_key(secret)
+    assert found == key
+    assert await ledger.find_key(secret + "x") is None
+    assert await ledger.find_key(secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
+    assert await ledger.find_key("") is None
+
+
+async def test_revoke_and_expire(ledger) -> None:
+    account = await ledger.create_account("acme")
+    key, secret = await ledger.create_key(account.id, "k")
+    assert await ledger.revoke_key(key.id) is True
+    assert await ledger.revoke_key(key.id) is False
+    assert await ledger.find_key(secret) is None
+    (listed,) = await ledger.list_keys(account.id)
+    assert listed.revoked_at is not None
+
+    _, expired = await ledger.create_key(account.id, "old", expires_at=time.time() - 1)
+    _, later = await ledger.create_key(account.id, "new", expires_at=time.time() + 3600)
+    assert await ledger.find_key(expired) is None
+    assert await ledger.find_key(later) is not None
+
+
+async def test_accounts_are_unique(ledger) -> None:
+    await ledger.create_account("acme")
+    with pytest.raises(sqlite3.IntegrityError):
+        await ledger.create_account("acme")
+    assert (await ledger.get_account("acme")).name == "acme"
+    assert await ledger.get_account("nobody") is None
+
+
+async def test_usage_records_round_trip(ledger) -> None:
+    record = UsageRecord(
+        request_id="req_1", endpoint="/v1/chat/completions", started_at=1.5, key_id=1, account_id=1,
+        model="gpt-4o", upstream="openai", upstream_model="gpt-4o-2024", stream=True, status=200,
+        outcome="ok", duration_ms=12.5, usage=Usage(10, 20, 3, 0, 5), extra={"note": "x"},
+    )  # fmt: skip
+    await ledger.record_usage(record)
+    await ledger.record_usage(UsageRecord(request_id="req_2", endpoint="/v1/chat/completions", started_at=2.0))
+    assert await ledger.usage_records(request_id="req_1") == [record]
+    (unknown,) = await ledger.usage_records(request_id="req_2")
+    assert unknown.usage is None
+    assert [r.request_id for r in await ledger.usage_records()] == ["req_2", "req_1"]
+
+
+async def test_reopening_keeps_data_and_schema(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/again.sqlite3"
+    first = await open_ledger(url)
+    account = await first.create_account("acme")
+    _, secret = await first.create_key(account.id, "k")
+    await first.aclose()
+    second = await open_ledger(url)
+    try:
+        assert await second.find_key(secret) is not None
+    finally:
+        await second.aclose()
+
+
+def test_mask_never_shows_enough_to_use() -> None:
+    secret = "izzi-" + "a" * 43
+    assert mask(secret) == "izzi-aaaaaa…aaaa"
+    assert mask("short") == "***"

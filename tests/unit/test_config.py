@@ -1,0 +1,146 @@
+"""Config loading: the bundled files, env references, and errors that name file, key, fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from izzi_proxy.catalog import TIERS
+from izzi_proxy.config import DEFAULT_CONFIG, ConfigError, Secret, load_config
+
+MODELS = '[models."m"]\nname = "M"\ntier = "budget"\ninput = 1\noutput = 2\nroutes = ["up:m-1"]\n'
+
+
+def write(tmp_path: Path, izzi: str, models: str = MODELS) -> Path:
+    (tmp_path / "models.toml").write_text(models)
+    path = tmp_path / "izzi.toml"
+    path.write_text(izzi)
+    return path
+
+
+UP = '[upstreams.up]\nkind = "openai"\nbase_url = "https://example.com/v1"\n'
+
+
+def test_bundled_config_loads_with_the_whole_catalog() -> None:
+    config = load_config(DEFAULT_CONFIG, env={})
+    assert len(config.catalog) == 36  # 38 rows in the price list, two ids repeated
+    assert {entry.tier for entry in config.catalog} == set(TIERS)
+    counts = {tier: sum(1 for e in config.catalog if e.tier == tier) for tier in TIERS}
+    assert counts == {"maintained": 9, "budget": 9, "standard": 7, "premium": 11}
+    assert config.catalog.resolve("gpt-5.1").input_usd_per_mtok == 0.70
+    assert config.storage.database_url == "sqlite:///data/izzi.sqlite3"
+    assert config.storage.limiter_url == "memory://"
+    for upstream in config.upstreams.values():
+        if upstream.kind == "openai":
+            assert isinstance(upstream.api_key, Secret) and upstream.api_key.value is None
+
+
+@pytest.mark.parametrize(
+    ("var", "upstream", "default"),
+    [
+        ("OPENAI", "openai", "https://api.openai.com/v1"),
+        ("ANTHROPIC", "anthropic", "https://api.anthropic.com/v1"),
+        ("OPENROUTER", "openrouter", "https://openrouter.ai/api/v1"),
+        ("CEREBRAS", "cerebras", "https://api.cerebras.ai/v1"),
+        ("XAI", "xai", "https://api.x.ai/v1"),
+        ("GEMINI", "gemini", "https://generativelanguage.googleapis.com/v1beta/openai"),
+    ],
+)
+def test_bundled_upstreams_read_conventional_variables(var: str, upstream: str, default: str) -> None:
+    assert load_config(DEFAULT_CONFIG, env={}).upstreams[upstream].base_url == default
+    env = {f"{var}_BASE_URL": "http://10.0.0.5:8000/v1", f"{var}_API_KEY": "sk-from-env"}
+    config = load_config(DEFAULT_CONFIG, env=env)
+    assert config.upstreams[upstream].base_url == "http://10.0.0.5:8000/v1"
+    assert config.upstreams[upstream].api_key == Secret(f"{var}_API_KEY", "sk-from-env")
+
+
+def test_storage_urls_from_the_environment() -> None:
+    env = {"IZZI_DATABASE_URL": "sqlite:////var/lib/izzi/db.sqlite3", "IZZI_REDIS_URL": "redis://127.0.0.1:6379/0"}
+    config = load_config(DEFAULT_CONFIG, env=env)
+    assert config.storage.database_url == env["IZZI_DATABASE_URL"]
+    assert config.storage.limiter_url == env["IZZI_REDIS_URL"]
+
+
+def test_secrets_never_printed() -> None:
+    config = load_config(DEFAULT_CONFIG, env={"OPENAI_API_KEY": "sk-very-secret-value"})
+    text = repr(config) + str(config.redacted())
+    assert "sk-very-secret-value" not in text
+    assert config.redacted()["upstreams"]["openai"]["api_key"] == "env:OPENAI_API_KEY (set)"
+
+
+def test_bundled_config_holds_no_literal_key() -> None:
+    for path in DEFAULT_CONFIG.parent.glob("*.toml"):
+        text = path.read_text()
+        assert "sk-" not in text and "izzi-" not in text.replace("izzi-proxy", "")
+
+
+@pytest.mark.parametrize(
+    ("izzi", "key", "words"),
+    [
+        ("[server]\nport = 99999\n" + UP, "server.port", "0..65535"),
+        ("[server]\nport = 'x'\n" + UP, "server.port", "expected int"),
+        ("[server]\nprot = 1\n" + UP, "server.prot", "unknown key"),
+        ("[server]\nmax_body_mb = 0\n" + UP, "server.max_body_mb", "greater than 0"),
+        ("[server]\nlog_level = 'loud'\n" + UP, "server.log_level", "one of"),
+        ("[storage]\ndatabase_url = 'mysql://x'\n" + UP, "storage.database_url", "scheme sqlite"),
+        ("[storage]\nlimiter_url = 'memcached://x'\n" + UP, "storage.limiter_url", "scheme"),
+        ("", "upstreams", "at least one upstream"),
+        ('[upstreams.up]\nbase_url = "https://x"\n', "upstreams.up.kind", "is required"),
+        (UP + 'api_key = "sk-literal"\n', "upstreams.up.api_key", "never written in a config file"),
+        (UP + "connect_timeout_s = -1\n", "upstreams.up.connect_timeout_s", "greater than 0"),
+        ('[upstreams.up]\nkind = "openai"\nbase_url = "ftp://x"\n', "upstreams.up.base_url", "http or https"),
+        (UP + 'extra_headers = { "X-A" = 1 }\n', "upstreams.up.extra_headers.X-A", "strings"),
+        (UP + '[catalog]\nmodels = "missing.toml"\n', "-", "file not found"),
+        ("[server\n", "-", "not valid TOML"),
+        ("bogus = 1\n" + UP, "bogus", "unknown key"),
+    ],
+)
+def test_izzi_toml_errors_name_file_and_key(tmp_path: Path, izzi: str, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, izzi), env={})
+    assert caught.value.key == key
+    assert words in caught.value.problem
+    assert str(caught.value).startswith(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("models", "key", "words"),
+    [
+        ("", "models", "lists no model"),
+        (MODELS.replace('tier = "budget"', 'tier = "gold"'), 'models."m".tier', "not one of"),
+        (MODELS.replace('["up:m-1"]', '["nowhere:m-1"]'), 'models."m".routes[0]', "unknown upstream 'nowhere'"),
+        (MODELS.replace('["up:m-1"]', '["m-1"]'), 'models."m".routes[0]', "<upstream>:<upstream model>"),
+        (MODELS.replace('["up:m-1"]', "[]"), 'models."m".routes', "at least one route"),
+        (MODELS.replace("input = 1", "input = -1"), 'models."m".input', "negative"),
+        (MODELS.replace("input = 1\n", ""), 'models."m".input', "is required"),
+        (MODELS + "colour = 'red'\n", 'models."m".colour', "unknown key"),
+        (MODELS + "aliases = ['m']\n", 'models."m".aliases', "already taken"),
+        (MODELS + "context = 0\n", 'models."m".context', "positive"),
+    ],
+)
+def test_models_toml_errors_name_file_and_key(tmp_path: Path, models: str, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, UP, models), env={})
+    assert caught.value.key == key, caught.value
+    assert words in caught.value.problem
+    assert caught.value.file.endswith("models.toml")
+
+
+def test_env_values_with_defaults_and_plugin_options(tmp_path: Path) -> None:
+    izzi = (
+        '[server]\nport = { env = "PORT", default = 9000 }\n'
+        + UP
+        + 'api_key = { env = "UP_KEY" }\nchunks = 3\n'
+    )
+    config = load_config(write(tmp_path, izzi), env={"UP_KEY": "k"})
+    assert config.server.port == 9000
+    assert config.upstreams["up"].api_key == Secret("UP_KEY", "k")
+    assert dict(config.upstreams["up"].options) == {"chunks": 3}
+
+
+def test_mock_upstreams_keep_the_catalog() -> None:
+    config = load_config(DEFAULT_CONFIG, env={}).with_mock_upstreams()
+    assert {u.kind for u in config.upstreams.values()} == {"mock"}
+    assert dict(config.upstreams["openai"].options) == dict(config.upstreams["mock"].options)
+    assert len(config.catalog) == 36
