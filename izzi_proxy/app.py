@@ -8,16 +8,17 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from izzi_proxy import handlers, middleware
+from izzi_proxy import handlers, middleware, relay
 from izzi_proxy.config import Config
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
-from izzi_proxy.keys import CONFIG, LEDGER, PENDING_WRITES, ROUTER, SESSION
+from izzi_proxy.keys import CONFIG, LEDGER, PENDING_WRITES, ROUTER, SESSION, STREAMS
 from izzi_proxy.ledger import open_ledger
 from izzi_proxy.middleware.request_log import add_request_id
 from izzi_proxy.providers import Registry, build_upstreams, registry
 from izzi_proxy.router import Router
 
 PREFIXES = ("/v1", "/openai/v1", "/api/v1")
+SHUTDOWN_GRACE_S = 5.0  # what aiohttp waits beyond shutdown_timeout_s: time for cut streams to end
 
 
 def create_app(config: Config, *, providers: Registry = registry) -> web.Application:
@@ -31,7 +32,9 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
     # anything else (the ledger's worker thread) is running.
     app.cleanup_ctx.append(lambda app: _upstreams(app, providers))
     app.cleanup_ctx.append(_ledger)
+    app[STREAMS] = set()
     app.on_response_prepare.append(add_request_id)
+    app.on_shutdown.append(relay.stop_streams)
 
     chat = handlers.generation(OPENAI_CHAT)
     for prefix in PREFIXES:

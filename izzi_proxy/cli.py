@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(config: Config, args: argparse.Namespace) -> int:
-    from izzi_proxy.app import create_app
+    from izzi_proxy.app import SHUTDOWN_GRACE_S, create_app
 
     logging.basicConfig(
         level=config.server.log_level.upper(),
@@ -91,7 +91,7 @@ def serve(config: Config, args: argparse.Namespace) -> int:
             create_app(config),
             host=host,
             port=port,
-            shutdown_timeout=config.server.shutdown_timeout_s,
+            shutdown_timeout=config.server.shutdown_timeout_s + SHUTDOWN_GRACE_S,
             access_log=None,
             handler_cancellation=True,
             loop=loop,

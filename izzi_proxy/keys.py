@@ -18,6 +18,7 @@ LEDGER: web.AppKey[Ledger] = web.AppKey("izzi.ledger")
 SESSION: web.AppKey[ClientSession] = web.AppKey("izzi.session")
 ROUTER: web.AppKey[Router] = web.AppKey("izzi.router")
 PENDING_WRITES: web.AppKey[set[asyncio.Future[None]]] = web.AppKey("izzi.pending_writes")
+STREAMS: web.AppKey[set[asyncio.Task[object]]] = web.AppKey("izzi.streams")
 
 # On each request
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("izzi.request_id")

@@ -8,11 +8,14 @@ the client's format; a client that hangs up closes the upstream request.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 from aiohttp import web
 
 from izzi_proxy.dialects import Dialect, StreamTap
+from izzi_proxy.keys import CONFIG, STREAMS
 from izzi_proxy.errors import GatewayError, ServerError, UpstreamConnectionError
 from izzi_proxy.ledger import UsageRecord
 from izzi_proxy.providers import UpstreamReply
@@ -34,6 +37,8 @@ async def relay_stream(
     record: UsageRecord,
 ) -> web.StreamResponse:
     response = web.StreamResponse(status=reply.status, headers=SSE_HEADERS)
+    streams = request.app[STREAMS]
+    streams.add(task := asyncio.current_task())
     try:
         await response.prepare(request)
         if out := tap.feed(reply.head):
@@ -52,10 +57,17 @@ async def relay_stream(
     except ConnectionResetError:
         record.outcome = "client_closed"  # the client hung up; nobody to tell
         raise
+    except asyncio.CancelledError:
+        # The client hung up (handler_cancellation), or the shutdown bound ran out
+        # (stop_streams): tell a client that is still there, then stop.
+        with contextlib.suppress(Exception):
+            await response.write(dialect.stream_error(ServerError("The stream was cut: the gateway is stopping")))
+        raise
     except Exception:  # a bug after the first byte: the client still gets a proper end
         log.exception("request %s: relay failed", record.request_id)
         await _end_with_error(response, dialect, record, ServerError("Internal server error"))
     finally:
+        streams.discard(task)
         record.usage = tap.usage
         if tap.error:
             record.outcome, record.error_type = "error", "upstream_error"
@@ -70,6 +82,19 @@ async def _end_with_error(
     record.outcome, record.error_type = "error", err.type
     log.warning("request %s: stream ended with %s: %s", record.request_id, err.type, err.message)
     await response.write(dialect.stream_error(err))
+
+
+async def stop_streams(app: web.Application) -> None:
+    """``on_shutdown``: streams still running after ``shutdown_timeout_s`` are ended with an
+    in-stream error (aiohttp is given a few seconds more, so they end before it cuts them)."""
+    streams = app[STREAMS]
+
+    def cut() -> None:
+        for task in list(streams):
+            task.cancel()
+
+    if streams:
+        asyncio.get_running_loop().call_later(app[CONFIG].server.shutdown_timeout_s, cut)
 
 
 async def relay_body(reply: UpstreamReply, dialect: Dialect, record: UsageRecord) -> web.Response:

@@ -63,6 +63,11 @@ class LineSplitter:
         """How many bytes of an unfinished line are held."""
         return len(self._buffer)
 
+    @property
+    def after_cr(self) -> bool:
+        """The last chunk ended in CR: an LF starting the next one belongs to it."""
+        return self._skip_lf
+
 
 @dataclass(slots=True, frozen=True)
 class SSEEvent:
@@ -75,9 +80,10 @@ class SSEEvent:
 class EventDecoder:
     """Turn lines into events, per the WHATWG event-stream interpretation."""
 
-    __slots__ = ("_data", "_event", "_id", "_retry")
+    __slots__ = ("_data", "_event", "_id", "_retry", "_started")
 
     def __init__(self) -> None:
+        self._started = False
         self._event: str | None = None
         self._data: list[str] = []
         self._id: str | None = None
@@ -90,6 +96,9 @@ class EventDecoder:
             event = SSEEvent(self._event, "\n".join(self._data), self._id, self._retry)
             self._event, self._data, self._retry = None, [], None
             return event
+        if not self._started:
+            self._started = True
+            raw = raw.removeprefix(b"\xef\xbb\xbf")  # one leading byte-order mark is ignored
         line = raw.decode("utf-8", errors="replace")
         if line.startswith(":"):
             return None  # a comment or keep-alive
@@ -103,7 +112,7 @@ class EventDecoder:
         elif field == "id":
             if "\0" not in value:
                 self._id = value
-        elif field == "retry" and value.isdigit():
+        elif field == "retry" and value.isascii() and value.isdigit():
             self._retry = int(value)
         return None
 

@@ -83,13 +83,17 @@ class ChatRequest(msgspec.Struct):
 
 
 _AT = re.compile(r" - at `\$\.?(.*)`$")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
 _PART_NEEDS = {"text": "text", "image_url": "image_url"}
 
 
 def _invalid(exc: msgspec.MsgspecError) -> InvalidRequest:
+    """A 400 whose ``param`` is the offending field's path, e.g. ``messages[0].role``."""
     text = str(exc)
-    param = m.group(1) or None if (m := _AT.search(text)) else None
-    return InvalidRequest(f"Invalid request body: {text}", param=param)
+    at = m.group(1) if (m := _AT.search(text)) else ""
+    if missing := _MISSING.search(text):
+        at = f"{at}.{missing.group(1)}" if at else missing.group(1)
+    return InvalidRequest(f"Invalid request body: {text}", param=at or None)
 
 
 class OpenAIChat:
@@ -210,7 +214,7 @@ class OpenAIChatTap:
             for line in self._lines.feed(chunk):
                 self._inspect(line)
             return chunk
-        whole_lines = not self._lines.pending and chunk.endswith(b"\n")
+        whole_lines = not (self._lines.pending or self._lines.after_cr) and chunk.endswith(b"\n")
         kept, changed = [], False
         for line in self._lines.feed(chunk):
             out = self._inspect(line)
@@ -222,7 +226,10 @@ class OpenAIChatTap:
         return b"\n".join(kept) + b"\n" if kept else b""
 
     def finish(self) -> bytes:
+        """At the stream's end: an unterminated last line (already sent unless hiding)."""
         rest = [out for line in self._lines.finish() if (out := self._inspect(line)) is not None]
+        if not self._hide:
+            return b""
         return b"\n".join(rest) + b"\n" if rest else b""
 
     def _inspect(self, line: bytes) -> bytes | None:
@@ -243,6 +250,8 @@ class OpenAIChatTap:
                 carrier = msgspec.json.decode(payload, type=_UsageCarrier)
             except msgspec.MsgspecError:
                 return line
+            if carrier.usage is None:
+                return line  # a nested "usage" (e.g. Groq's x_groq), not the chunk's own
             self.usage = _usage(carrier.usage)
             if self._hide:
                 if not carrier.choices:

@@ -20,11 +20,11 @@ from tests.conftest import free_port
 MODELS = '[models."echo"]\nname = "Echo"\ntier = "budget"\ninput = 1\noutput = 2\nroutes = ["mock:echo"]\n'
 
 
-def make_config(tmp_path: Path, mock_options: str = "chunks = 4") -> Path:
+def make_config(tmp_path: Path, mock_options: str = "chunks = 4", shutdown_s: float = 10) -> Path:
     (tmp_path / "models.toml").write_text(MODELS)
     path = tmp_path / "izzi.toml"
     path.write_text(
-        f'[server]\nshutdown_timeout_s = 10\n[storage]\ndatabase_url = "sqlite:///{tmp_path}/db.sqlite3"\n'
+        f'[server]\nshutdown_timeout_s = {shutdown_s}\n[storage]\ndatabase_url = "sqlite:///{tmp_path}/db.sqlite3"\n'
         f'[upstreams.mock]\nkind = "mock"\n{mock_options}\n'
     )
     return path
@@ -96,9 +96,9 @@ async def wait_ready(url: str, process: asyncio.subprocess.Process) -> None:
     raise AssertionError("gateway did not start")
 
 
-@pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[tuple[str, str, asyncio.subprocess.Process]]:
-    config = str(make_config(tmp_path, "chunks = 10\nchunk_delay_ms = 100"))
+@pytest.fixture(params=[10])
+async def served(tmp_path: Path, request) -> AsyncIterator[tuple[str, str, asyncio.subprocess.Process]]:
+    config = str(make_config(tmp_path, "chunks = 10\nchunk_delay_ms = 100", shutdown_s=request.param))
     secret = cli("keys", "create", "--name", "t", "--config", config).stdout.strip()
     port = free_port()
     process = await asyncio.create_subprocess_exec(
@@ -129,3 +129,17 @@ async def test_serve_answers_and_stops_gracefully(served) -> None:
     assert await asyncio.wait_for(process.wait(), timeout=15) == 0
     log = (await process.stderr.read()).decode()
     assert "serving on" in log and "Traceback" not in log
+
+
+@pytest.mark.parametrize("served", [0.3], indirect=True)
+async def test_streams_past_the_shutdown_bound_end_with_an_error(served) -> None:
+    url, secret, process = served
+    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key=secret, max_retries=0) as client:
+        stream = await client.chat.completions.create(
+            model="echo", messages=[{"role": "user", "content": "a stream too long to finish"}], stream=True
+        )
+        await stream.__anext__()
+        process.send_signal(signal.SIGTERM)
+        with pytest.raises(openai.APIError, match="the gateway is stopping"):
+            _ = [chunk async for chunk in stream]
+    assert await asyncio.wait_for(process.wait(), timeout=15) == 0

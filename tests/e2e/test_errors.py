@@ -36,8 +36,8 @@ async def test_bad_json(http: aiohttp.ClientSession) -> None:
 @pytest.mark.parametrize(
     ("body", "param", "words"),
     [
-        ({"messages": HELLO}, None, "missing required field `model`"),
-        ({"model": "gpt-4o"}, None, "missing required field `messages`"),
+        ({"messages": HELLO}, "model", "missing required field `model`"),
+        ({"model": "gpt-4o"}, "messages", "missing required field `messages`"),
         ({"model": "gpt-4o", "messages": []}, "messages", "at least one message"),
         ({"model": 4, "messages": HELLO}, "model", "got `int`"),
         ({"model": "gpt-4o", "messages": HELLO, "temperature": "hot"}, "temperature", "Expected `float"),
