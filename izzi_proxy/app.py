@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -11,8 +10,9 @@ from aiohttp import web
 from izzi_proxy import handlers, middleware, relay
 from izzi_proxy.config import Config
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
-from izzi_proxy.keys import CONFIG, LEDGER, PENDING_WRITES, ROUTER, SESSION, STREAMS
+from izzi_proxy.keys import CONFIG, LEDGER, ROUTER, SESSION, STREAMS, USAGE_WRITER
 from izzi_proxy.ledger import open_ledger
+from izzi_proxy.ledger.writer import UsageWriter
 from izzi_proxy.middleware.request_log import add_request_id
 from izzi_proxy.providers import Registry, build_upstreams, registry
 from izzi_proxy.router import Router
@@ -46,10 +46,12 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
 
 
 async def _ledger(app: web.Application) -> AsyncIterator[None]:
-    app[LEDGER] = await open_ledger(app[CONFIG].storage.database_url)
-    app[PENDING_WRITES] = set()
+    storage = app[CONFIG].storage
+    app[LEDGER] = await open_ledger(storage.database_url, storage.key_cache_s)
+    app[USAGE_WRITER] = UsageWriter(app[LEDGER])
+    app[USAGE_WRITER].start()
     yield
-    await asyncio.gather(*app[PENDING_WRITES], return_exceptions=True)
+    await app[USAGE_WRITER].aclose()
     await app[LEDGER].aclose()
 
 

@@ -55,6 +55,7 @@ class ServerConfig:
 class StorageConfig:
     database_url: str = "sqlite:///data/izzi.sqlite3"
     limiter_url: str = "memory://"
+    key_cache_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +259,10 @@ def _storage(r: _Reader) -> StorageConfig:
     config = StorageConfig(
         database_url=r.url("database_url", d.database_url, ("sqlite",)),
         limiter_url=r.url("limiter_url", d.limiter_url, ("memory", "redis", "rediss")),
+        key_cache_s=r.get("key_cache_s", float, d.key_cache_s),
     )
+    if config.key_cache_s < 0:
+        raise r.error("key_cache_s", "must be 0 (no cache) or more seconds")
     r.reject_unknown()
     return config
 

@@ -10,6 +10,7 @@ from aiohttp import ClientSession, web
 if TYPE_CHECKING:
     from izzi_proxy.config import Config
     from izzi_proxy.ledger import ApiKey, Ledger, UsageRecord
+    from izzi_proxy.ledger.writer import UsageWriter
     from izzi_proxy.router import Router
 
 # On the app
@@ -17,7 +18,7 @@ CONFIG: web.AppKey[Config] = web.AppKey("izzi.config")
 LEDGER: web.AppKey[Ledger] = web.AppKey("izzi.ledger")
 SESSION: web.AppKey[ClientSession] = web.AppKey("izzi.session")
 ROUTER: web.AppKey[Router] = web.AppKey("izzi.router")
-PENDING_WRITES: web.AppKey[set[asyncio.Future[None]]] = web.AppKey("izzi.pending_writes")
+USAGE_WRITER: web.AppKey[UsageWriter] = web.AppKey("izzi.usage_writer")
 STREAMS: web.AppKey[set[asyncio.Task[object]]] = web.AppKey("izzi.streams")
 
 # On each request

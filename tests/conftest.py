@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from izzi_proxy.app import create_app
 from izzi_proxy.config import Config, load_config
-from izzi_proxy.keys import LEDGER
+from izzi_proxy.keys import LEDGER, USAGE_WRITER
 from izzi_proxy.ledger import Ledger, UsageRecord
 from izzi_proxy.testing import RECEIVED, Received, fake_openai_app
 
@@ -124,6 +124,7 @@ class Gateway:
         return openai.AsyncOpenAI(api_key=self.key, **kwargs)
 
     async def record(self, request_id: str) -> UsageRecord:
+        await self.app[USAGE_WRITER].flush()
         records = await self.ledger.usage_records(request_id=request_id)
         assert len(records) == 1, records
         return records[0]

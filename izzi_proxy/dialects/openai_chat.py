@@ -194,6 +194,8 @@ def _usage(u: _OpenAIUsage | None) -> Usage | None:
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _ERROR_FIRST = re.compile(rb'^\s*\{\s*"error"\s*:')
+# What a chunk must hold for any line in it to matter: most chunks hold none of these.
+_NOTABLE = re.compile(rb'"usage"\s*:\s*\{|\[DONE\]|"error"')
 
 
 class OpenAIChatTap:
@@ -210,6 +212,9 @@ class OpenAIChatTap:
         self.error = False
 
     def feed(self, chunk: bytes) -> bytes:
+        clean = not (self._lines.pending or self._lines.after_cr or self._dropped)
+        if clean and chunk.endswith(b"\n") and not _NOTABLE.search(chunk):
+            return chunk  # whole lines, nothing to read or hide: one scan, no split
         if not self._hide:
             for line in self._lines.feed(chunk):
                 self._inspect(line)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -61,6 +63,41 @@ class ApiKey:
     expires_at: float | None = None
     revoked_at: float | None = None
 
+    def live(self, now: float) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class KeyCache:
+    """Keys found recently, by hash, for ``ttl_s`` seconds: auth without a query per request.
+
+    Bounded: when full it starts over. Only found keys are kept; a wrong key always costs
+    a lookup (and, with the limits issue, counts toward blocking its IP).
+    """
+
+    def __init__(self, ttl_s: float, max_size: int = 10_000) -> None:
+        self._ttl, self._max = ttl_s, max_size
+        self._entries: dict[bytes, tuple[float, ApiKey]] = {}
+
+    def get(self, digest: bytes) -> ApiKey | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if entry[0] <= time.monotonic():
+            del self._entries[digest]
+            return None
+        return entry[1]
+
+    def put(self, digest: bytes, key: ApiKey) -> None:
+        if self._ttl <= 0:
+            return
+        if len(self._entries) >= self._max:
+            self._entries.clear()
+        self._entries[digest] = (time.monotonic() + self._ttl, key)
+
+    def forget(self, key_id: int) -> None:
+        for digest in [d for d, (_, key) in self._entries.items() if key.id == key_id]:
+            del self._entries[digest]
+
 
 @dataclass(slots=True)
 class UsageRecord:
@@ -92,14 +129,15 @@ class Ledger(Protocol):
         """The live (not revoked, not expired) key for a presented secret."""
     async def list_keys(self, account_id: int | None = None) -> list[ApiKey]: ...
     async def revoke_key(self, key_id: int) -> bool: ...
-    async def record_usage(self, record: UsageRecord) -> None: ...
+    async def record_usages(self, records: Sequence[UsageRecord]) -> None:
+        """Write a batch of records, all or none."""
     async def usage_records(self, request_id: str | None = None, limit: int = 100) -> list[UsageRecord]: ...
     async def aclose(self) -> None: ...
 
 
-async def open_ledger(url: str) -> Ledger:
+async def open_ledger(url: str, key_cache_s: float = 0.0) -> Ledger:
     if url.startswith("sqlite://"):
         from izzi_proxy.ledger.sqlite import SQLiteLedger
 
-        return await SQLiteLedger.open(url)
+        return await SQLiteLedger.open(url, key_cache_s)
     raise ValueError(f"no ledger backend for {url!r}")

@@ -4,12 +4,17 @@
 ``sqlite:////var/lib/izzi/izzi.sqlite3`` absolute, ``sqlite:///:memory:`` in memory.
 Several gateway processes may share one file (WAL lets readers and one writer overlap);
 for many processes on many hosts, use the server backend.
+
+Each query is one hop to aiosqlite's thread (``execute_fetchall``, never cursor by cursor);
+found keys are remembered for ``key_cache_s`` (a key revoked by another process stops
+working within that time; by this one, at once); usage records arrive in batches.
 """
 
 from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiosqlite
@@ -19,6 +24,7 @@ from izzi_proxy.canonical import Usage
 from izzi_proxy.ledger import (
     Account,
     ApiKey,
+    KeyCache,
     UsageRecord,
     hash_secret,
     new_secret,
@@ -84,11 +90,12 @@ def _path(url: str) -> str:
 
 
 class SQLiteLedger:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, key_cache_s: float = 0.0) -> None:
         self._db = db
+        self._keys = KeyCache(key_cache_s)
 
     @classmethod
-    async def open(cls, url: str) -> SQLiteLedger:
+    async def open(cls, url: str, key_cache_s: float = 0.0) -> SQLiteLedger:
         path = _path(url)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -97,13 +104,12 @@ class SQLiteLedger:
         await db.execute("PRAGMA journal_mode = WAL")
         await db.execute("PRAGMA synchronous = NORMAL")
         await db.execute("PRAGMA foreign_keys = ON")
-        ledger = cls(db)
+        ledger = cls(db, key_cache_s)
         await ledger._migrate()
         return ledger
 
     async def _migrate(self) -> None:
-        async with self._db.execute("PRAGMA user_version") as cur:
-            (version,) = await cur.fetchone()
+        ((version,),) = await self._db.execute_fetchall("PRAGMA user_version")
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             await self._db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
 
@@ -120,11 +126,10 @@ class SQLiteLedger:
         return Account(cur.lastrowid, name, plan, now)
 
     async def get_account(self, name: str) -> Account | None:
-        async with self._db.execute(
+        rows = await self._db.execute_fetchall(
             "SELECT id, name, plan, created_at FROM accounts WHERE name = ?", (name,)
-        ) as cur:
-            row = await cur.fetchone()
-        return Account(*row) if row else None
+        )
+        return Account(*rows[0]) if rows else None
 
     # keys
 
@@ -144,19 +149,18 @@ class SQLiteLedger:
 
     async def find_key(self, secret: str) -> ApiKey | None:
         digest = hash_secret(secret)
-        async with self._db.execute(
-            f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id"
-            " WHERE k.key_hash = ?",
-            (digest,),
-        ) as cur:
-            row = await cur.fetchone()
-        if row is None or not hmac.compare_digest(row[-1], digest):
-            return None
-        key = ApiKey(*row[:-1])
-        now = time.time()
-        if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
-            return None
-        return key
+        key = self._keys.get(digest)
+        if key is None:
+            rows = await self._db.execute_fetchall(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id"
+                " WHERE k.key_hash = ?",
+                (digest,),
+            )
+            if not rows or not hmac.compare_digest(rows[0][-1], digest):
+                return None
+            key = ApiKey(*rows[0][:-1])
+            self._keys.put(digest, key)
+        return key if key.live(time.time()) else None
 
     async def list_keys(self, account_id: int | None = None) -> list[ApiKey]:
         if account_id is None:
@@ -164,6 +168,7 @@ class SQLiteLedger:
         return await self._keys_where("k.account_id = ?", (account_id,))
 
     async def revoke_key(self, key_id: int) -> bool:
+        self._keys.forget(key_id)
         cur = await self._db.execute(
             "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
             (time.time(), key_id),
@@ -175,42 +180,34 @@ class SQLiteLedger:
         return keys[0] if keys else None
 
     async def _keys_where(self, where: str, args: tuple) -> list[ApiKey]:
-        async with self._db.execute(
+        rows = await self._db.execute_fetchall(
             f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id"
             f" WHERE {where} ORDER BY k.id",
             args,
-        ) as cur:
-            return [ApiKey(*row[:-1]) for row in await cur.fetchall()]
+        )
+        return [ApiKey(*row[:-1]) for row in rows]
 
     # usage
 
-    async def record_usage(self, record: UsageRecord) -> None:
-        u = record.usage or Usage()
-        await self._db.execute(
+    async def record_usages(self, records: Sequence[UsageRecord]) -> None:
+        """Write a batch of records in one transaction (one hop to the worker thread)."""
+        await self._db.executemany(
             "INSERT INTO usage_records (request_id, endpoint, key_id, account_id, model, upstream,"
             " upstream_model, stream, status, outcome, error_type, started_at, duration_ms,"
             " usage_known, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
             " reasoning_tokens, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                record.request_id, record.endpoint, record.key_id, record.account_id,
-                record.model, record.upstream, record.upstream_model, record.stream,
-                record.status, record.outcome, record.error_type, record.started_at,
-                record.duration_ms, record.usage is not None, u.input_tokens, u.output_tokens,
-                u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens,
-                orjson.dumps(record.extra).decode() if record.extra else None,
-            ),
-        )  # fmt: skip
+            [_row(record) for record in records],
+        )
 
     async def usage_records(self, request_id: str | None = None, limit: int = 100) -> list[UsageRecord]:
         where, args = ("request_id = ?", (request_id,)) if request_id else ("1", ())
-        async with self._db.execute(
+        rows = await self._db.execute_fetchall(
             "SELECT request_id, endpoint, started_at, key_id, account_id, model, upstream,"
             " upstream_model, stream, status, outcome, error_type, duration_ms, usage_known,"
             " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
             f" reasoning_tokens, extra FROM usage_records WHERE {where} ORDER BY id DESC LIMIT ?",
             (*args, limit),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [
             UsageRecord(
                 *row[:8], bool(row[8]), *row[9:13],
@@ -219,3 +216,14 @@ class SQLiteLedger:
             )
             for row in rows
         ]  # fmt: skip
+
+
+def _row(record: UsageRecord) -> tuple:
+    u = record.usage or Usage()
+    return (
+        record.request_id, record.endpoint, record.key_id, record.account_id, record.model,
+        record.upstream, record.upstream_model, record.stream, record.status, record.outcome,
+        record.error_type, record.started_at, record.duration_ms, record.usage is not None,
+        u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+        u.reasoning_tokens, orjson.dumps(record.extra).decode() if record.extra else None,
+    )  # fmt: skip

@@ -1,16 +1,15 @@
-"""Write one usage record for every metered request, however its answer ended.
+"""One usage record for every metered request, however its answer ended.
 
-The record is created before the handler runs and written in ``finally``, shielded from
-cancellation, so a client that hangs up mid-stream (a write error in aiohttp's default
-mode, a cancelled handler with ``handler_cancellation``) or a failing upstream still
-leaves its record. Writes still running when the app stops are awaited before the ledger
-closes (``app.py``). Holds and settlement of credits join here with the billing issue.
+The record is created before the handler runs and handed to the usage writer in
+``finally`` (a plain call, nothing to cancel), so a client that hangs up mid-stream (a
+write error in aiohttp's default mode, a cancelled handler with ``handler_cancellation``)
+or a failing upstream still leaves its record, and no answer waits for the database.
+Holds and settlement of credits join here with the billing issue.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 from aiohttp import web
@@ -18,10 +17,8 @@ from aiohttp.typedefs import Handler, Middleware
 
 from izzi_proxy.config import Config
 from izzi_proxy.errors import GatewayError
-from izzi_proxy.keys import API_KEY, LEDGER, PENDING_WRITES, RECORD, REQUEST_ID
-from izzi_proxy.ledger import Ledger, UsageRecord
-
-log = logging.getLogger("izzi.metering")
+from izzi_proxy.keys import API_KEY, RECORD, REQUEST_ID, USAGE_WRITER
+from izzi_proxy.ledger import UsageRecord
 
 
 def make_metering(config: Config) -> Middleware:
@@ -54,17 +51,6 @@ def make_metering(config: Config) -> Middleware:
             raise
         finally:
             record.duration_ms = (time.monotonic() - started) * 1000
-            write = asyncio.ensure_future(_write(request.app[LEDGER], record))
-            pending = request.app[PENDING_WRITES]
-            pending.add(write)
-            write.add_done_callback(pending.discard)
-            await asyncio.shield(write)
+            request.app[USAGE_WRITER].submit(record)
 
     return metering
-
-
-async def _write(ledger: Ledger, record: UsageRecord) -> None:
-    try:
-        await ledger.record_usage(record)
-    except Exception:
-        log.exception("request %s: usage record could not be written: %r", record.request_id, record)

@@ -1,0 +1,72 @@
+"""Usage records written in batches, off the request path (group commit).
+
+``submit`` only queues: no answer waits for the database. One task writes whatever has
+queued up since its last write in one transaction, so at low load a record is written
+right after its answer ends and under load the batches grow instead of the queue of
+writes. A failed write is retried (the batch stays queued); records that still cannot be
+written when the gateway stops are logged in full at ERROR, so none is lost silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+
+import orjson
+
+from izzi_proxy.ledger import Ledger, UsageRecord
+
+log = logging.getLogger("izzi.usage")
+
+
+class UsageWriter:
+    def __init__(self, ledger: Ledger, *, max_batch: int = 500, retry_s: float = 1.0) -> None:
+        self._ledger = ledger
+        self._max_batch = max_batch
+        self._retry_s = retry_s
+        self._queue: list[UsageRecord] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="izzi-usage-writer")
+
+    def submit(self, record: UsageRecord) -> None:
+        self._queue.append(record)
+        self._idle.clear()
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Return once every record submitted so far is written."""
+        await self._idle.wait()
+
+    async def aclose(self, timeout_s: float = 10.0) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for record in self._queue:
+            log.error("usage record not written: %s", orjson.dumps(dataclasses.asdict(record)).decode())
+        self._queue.clear()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = self._queue[: self._max_batch]
+                try:
+                    await self._ledger.record_usages(batch)
+                except Exception:
+                    log.exception("writing %d usage records failed; retrying in %g s", len(batch), self._retry_s)
+                    await asyncio.sleep(self._retry_s)
+                    continue
+                del self._queue[: len(batch)]
+            self._idle.set()

@@ -1,0 +1,263 @@
+"""Benchmark: what the Izzi Gateway costs on top of a bare aiohttp relay.
+
+Run from the repo root (about 80 s with the defaults):
+
+    .venv/bin/python scripts/bench.py [--seconds 5] [--chunks 20] [--concurrency 1,64]
+                                      [--scenarios plain,stream] [--no-direct] [--json out.json]
+
+One run starts three servers (``scripts/_bench_servers.py``), each its own process on a
+free 127.0.0.1 port, with uvloop when installed: the fake OpenAI upstream
+(``izzi_proxy.testing.fake_openai_app``), a bare relay (one ClientSession, bytes in, bytes
+out: the lower bound) and the gateway (``python -m izzi_proxy serve`` on a temporary config
+whose only upstream is the fake one, with a key made by ``izzi-proxy keys create``).
+
+For each scenario (plain / stream) x concurrency, the same load goes to each target:
+N worker coroutines in this process, one ClientSession, POST /v1/chat/completions in a
+loop for ``--seconds`` after a warm-up. Per target it reports requests, RPS, p50/p99
+latency (until the last byte of the answer), and the CPU time per request of the server
+under test and of the upstream (utime + stime from /proc/<pid>/stat, all threads).
+The gateway is compared with the bare relay measured just before it in the same run,
+since absolute figures on a shared machine mean little: CPU per request (target <= 2x)
+and the p50 latency it adds at concurrency 1 (target < 1 ms). Linux only (/proc).
+Every child process is stopped and the temp dir removed on exit, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import math
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import aiohttp
+from _bench_servers import Children, start_servers
+
+TICK = os.sysconf("SC_CLK_TCK")
+WARMUP_S = 1.0
+CPU_TARGET, LATENCY_TARGET_MS = 2.0, 1.0
+PROMPT = [{"role": "user", "content": "Say hello to the benchmark"}]
+
+
+# -- load ---------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()  # the name in (...) may hold spaces
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+@dataclass
+class Result:
+    target: str
+    scenario: str
+    concurrency: int
+    requests: int
+    errors: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu_ms_per_req: float
+    upstream_cpu_ms_per_req: float
+    client_cpu_ms_per_req: float
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else 0.0
+
+
+async def drive(session, url, headers, body, conc, seconds) -> tuple[list[float], int, float]:
+    """``conc`` workers post in a loop until the deadline, each answer read to its last byte.
+    Returns the latencies (s) of the successful requests, the error count and the wall time."""
+    latencies: list[float] = []
+    errors = 0
+    clock = time.perf_counter
+    deadline = clock() + seconds
+
+    async def worker() -> None:
+        nonlocal errors
+        record = latencies.append
+        while (start := clock()) < deadline:
+            try:
+                async with session.post(url, data=body, headers=headers) as resp:
+                    await resp.read()
+                    ok = resp.status == 200
+            except aiohttp.ClientError:
+                ok = False
+            if ok:
+                record(clock() - start)
+            else:
+                errors += 1
+
+    begin = clock()
+    await asyncio.gather(*(worker() for _ in range(conc)))
+    return latencies, errors, clock() - begin
+
+
+async def measure(session, target, url, headers, pids, scenario, conc, seconds) -> Result:
+    """Warm up, then one measured window; ``pids`` = (server under test, upstream)."""
+    body = json.dumps({"model": "bench-echo", "messages": PROMPT, "stream": scenario == "stream"})
+    headers = {**headers, "Content-Type": "application/json"}
+    await drive(session, url, headers, body.encode(), conc, min(WARMUP_S, seconds))
+    cpu0 = (*map(cpu_seconds, pids), time.process_time())
+    latencies, errors, wall = await drive(session, url, headers, body.encode(), conc, seconds)
+    cpu1 = (*map(cpu_seconds, pids), time.process_time())
+    n = len(latencies)
+    per_req = [(b - a) * 1000 / max(n, 1) for a, b in zip(cpu0, cpu1, strict=True)]
+    latencies.sort()
+    p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
+    return Result(target, scenario, conc, n, errors, round(wall, 3), n / wall, p50, p99, *per_req)
+
+
+async def run(args: argparse.Namespace, targets: dict, key: str) -> list[Result]:
+    names = ["bare", "gateway"] if args.no_direct else ["direct", "bare", "gateway"]
+    headers = {"Authorization": f"Bearer {key}"}  # sent to every target: same client cost
+    upstream_pid = targets["direct"][1]
+    results = []
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        # bare right before gateway, in each scenario: both see the same machine state
+        for scenario, conc, name in itertools.product(args.scenarios, args.concurrency, names):
+            url, pid = targets[name]
+            print(f"  {name:<8} {scenario:<7} c={conc:<3}", end="", flush=True, file=sys.stderr)
+            pids = (pid, upstream_pid)
+            r = await measure(session, name, url, headers, pids, scenario, conc, args.seconds)
+            print(f" {r.rps:8.0f} req/s", file=sys.stderr)
+            if not r.requests:
+                raise RuntimeError(f"{name} answered no request successfully ({r.errors} errors)")
+            results.append(r)
+    return results
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def print_rows(columns: list[tuple[str, str]], rows: list[list]) -> None:
+    """A text table; ``columns`` = (title, format spec); a spec starting with '<' aligns left."""
+    specs = [f for _, f in columns]
+    table = [[t for t, _ in columns]] + [list(map(format, row, specs)) for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    pads = [str.ljust if f[:1] == "<" else str.rjust for f in specs]
+    for n, row in enumerate(table):
+        line = "  ".join(pad(c, w) for pad, c, w in zip(pads, row, widths, strict=True))
+        print(line.rstrip() + ("\n" + "-" * len(line) if n == 0 else ""))
+
+
+def compare(results: list[Result]) -> list[dict]:
+    """The gateway against the bare relay, per scenario and concurrency."""
+    bare = {(r.scenario, r.concurrency): r for r in results if r.target == "bare"}
+    rows = []
+    for gw in (r for r in results if r.target == "gateway"):
+        base = bare[gw.scenario, gw.concurrency]
+        cpu_ratio = gw.server_cpu_ms_per_req / max(base.server_cpu_ms_per_req, 1e-9)
+        added = gw.p50_ms - base.p50_ms if gw.concurrency == 1 else None
+        rows.append({
+            "scenario": gw.scenario, "concurrency": gw.concurrency,
+            "cpu_ratio": cpu_ratio, "cpu_pass": cpu_ratio <= CPU_TARGET,
+            "rps_ratio": gw.rps / base.rps,
+            "added_p50_ms": added,
+            "latency_pass": None if added is None else added < LATENCY_TARGET_MS,
+        })  # fmt: skip
+    return rows
+
+
+def report(results: list[Result], rows: list[dict]) -> None:
+    print_rows(
+        [("target", "<"), ("scenario", "<"), ("conc", ""), ("requests", ""), ("errors", ""),
+         ("RPS", ".0f"), ("p50 ms", ".2f"), ("p99 ms", ".2f"), ("server CPU ms/req", ".3f"),
+         ("upstream CPU ms/req", ".3f"), ("client CPU ms/req", ".3f")],
+        [[r.target, r.scenario, r.concurrency, r.requests, r.errors, r.rps, r.p50_ms, r.p99_ms,
+          r.server_cpu_ms_per_req, r.upstream_cpu_ms_per_req, r.client_cpu_ms_per_req]
+         for r in results],
+    )  # fmt: skip
+    print("\nGateway vs bare relay (same run):")
+    verdict = {True: "PASS", False: "MISS", None: "-"}
+    print_rows(
+        [("scenario", "<"), ("conc", ""), ("CPU/req ratio", ".2f"), ("RPS ratio", ".2f"),
+         ("added p50 ms", ""), (f"CPU/req <= {CPU_TARGET:g}x", "<"),
+         (f"added p50 < {LATENCY_TARGET_MS:g} ms", "<")],
+        [[c["scenario"], c["concurrency"], c["cpu_ratio"], c["rps_ratio"],
+          "-" if c["added_p50_ms"] is None else f"{c['added_p50_ms']:+.3f}",
+          verdict[c["cpu_pass"]], verdict[c["latency_pass"]]] for c in rows],
+    )  # fmt: skip
+    print(
+        "\nserver CPU = utime+stime of the process under test per completed request (the direct"
+        "\nrow's server is the upstream itself); latency = whole request until its last byte."
+    )
+
+
+# -- main ---------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--seconds", type=float, default=5.0, help="measured time per target and scenario")
+    add("--chunks", type=int, default=20, help="content chunks per streamed answer")
+    add("--concurrency", default="1,64", help="comma-separated concurrency levels")
+    add("--scenarios", default="plain,stream", help="plain and/or stream")
+    add("--no-direct", action="store_true", help="skip the reference run straight at the upstream")
+    add("--json", metavar="PATH", help="also write every figure as JSON")
+    args = parser.parse_args()
+    args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    if not set(args.scenarios) <= {"plain", "stream"} or min(args.concurrency, default=0) < 1:
+        parser.error("--scenarios takes plain,stream; --concurrency positive integers")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    try:
+        from uvloop import new_event_loop as loop_factory
+    except ImportError:
+        loop_factory = asyncio.new_event_loop
+    loop_name = loop_factory.__module__.split(".")[0]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # runs the cleanup below
+    with tempfile.TemporaryDirectory(prefix="izzi-bench-") as tmp:
+        children = Children(Path(tmp))
+        try:
+            targets, key = start_servers(children, args.chunks)
+            print(
+                f"servers up; {args.seconds:g} s per run, {WARMUP_S:g} s warm-up", file=sys.stderr
+            )
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                results = runner.run(run(args, targets, key))
+            gateway_log = children.log_tail("gateway")
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            return 130
+        finally:
+            children.stop_all()
+    info = {
+        "host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
+        "loop": loop_name, "aiohttp": aiohttp.__version__, "seconds": args.seconds,
+        "warmup_s": WARMUP_S, "chunks": args.chunks,
+    }  # fmt: skip
+    print("\n" + ", ".join(f"{k}={v}" for k, v in info.items()) + "\n")
+    rows = compare(results)
+    report(results, rows)
+    if gateway_log:
+        print(f"\ngateway log (warnings and above):\n{gateway_log}")
+    if args.json:
+        data = {"info": info, "results": [asdict(r) for r in results], "gateway_vs_bare": rows}
+        Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
