@@ -194,8 +194,19 @@ def _usage(u: _OpenAIUsage | None) -> Usage | None:
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _ERROR_FIRST = re.compile(rb'^\s*\{\s*"error"\s*:')
-# What a chunk must hold for any line in it to matter: most chunks hold none of these.
-_NOTABLE = re.compile(rb'"usage"\s*:\s*\{|\[DONE\]|"error"')
+
+
+def _notable(chunk: bytes) -> bool:
+    """Whether any line of ``chunk`` may matter: ``[DONE]``, an error, a non-null usage.
+
+    Plain substring scans (a regex alternation costs four times as much): with usage asked
+    for, every chunk carries ``"usage":null``, so a chunk is notable when it holds a
+    ``"usage"`` that is not written exactly that way.
+    """
+    if b"[DONE]" in chunk or b'"error"' in chunk:
+        return True
+    usages = chunk.count(b'"usage"')
+    return usages != 0 and usages != chunk.count(b'"usage":null')
 
 
 class OpenAIChatTap:
@@ -213,7 +224,7 @@ class OpenAIChatTap:
 
     def feed(self, chunk: bytes) -> bytes:
         clean = not (self._lines.pending or self._lines.after_cr or self._dropped)
-        if clean and chunk.endswith(b"\n") and not _NOTABLE.search(chunk):
+        if clean and chunk.endswith(b"\n") and not _notable(chunk):
             return chunk  # whole lines, nothing to read or hide: one scan, no split
         if not self._hide:
             for line in self._lines.feed(chunk):

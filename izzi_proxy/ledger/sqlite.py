@@ -190,14 +190,14 @@ class SQLiteLedger:
     # usage
 
     async def record_usages(self, records: Sequence[UsageRecord]) -> None:
-        """Write a batch of records in one transaction (one hop to the worker thread)."""
-        await self._db.executemany(
-            "INSERT INTO usage_records (request_id, endpoint, key_id, account_id, model, upstream,"
-            " upstream_model, stream, status, outcome, error_type, started_at, duration_ms,"
-            " usage_known, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
-            " reasoning_tokens, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [_row(record) for record in records],
-        )
+        """Write a batch as one multi-row INSERT: one hop to the worker thread and one
+        commit (SQLite's cost is per commit: ten rows cost about a third of ten inserts)."""
+        for start in range(0, len(records), _ROWS_PER_INSERT):
+            part = records[start : start + _ROWS_PER_INSERT]
+            await self._db.execute(
+                _INSERT_USAGE + ",".join([_ROW_PLACEHOLDERS] * len(part)),
+                [value for record in part for value in _row(record)],
+            )
 
     async def usage_records(self, request_id: str | None = None, limit: int = 100) -> list[UsageRecord]:
         where, args = ("request_id = ?", (request_id,)) if request_id else ("1", ())
@@ -216,6 +216,17 @@ class SQLiteLedger:
             )
             for row in rows
         ]  # fmt: skip
+
+
+_USAGE_COLUMNS = (
+    "request_id", "endpoint", "key_id", "account_id", "model", "upstream", "upstream_model",
+    "stream", "status", "outcome", "error_type", "started_at", "duration_ms", "usage_known",
+    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+    "reasoning_tokens", "extra",
+)  # fmt: skip
+_INSERT_USAGE = f"INSERT INTO usage_records ({', '.join(_USAGE_COLUMNS)}) VALUES "
+_ROW_PLACEHOLDERS = "(" + ",".join("?" * len(_USAGE_COLUMNS)) + ")"
+_ROWS_PER_INSERT = 999 // len(_USAGE_COLUMNS)  # within SQLite's oldest limit on parameters
 
 
 def _row(record: UsageRecord) -> tuple:

@@ -108,8 +108,10 @@ class OpenAIProvider:
                     f"Upstream {self.name!r} closed the stream before its first event", upstream=self.name
                 )
             head += chunk
+        if b'"error"' not in head:
+            return head  # the usual case: no need to decode the first event
         first = next(sse.iter_events(head), None)
-        if first is not None and '"error"' in first.data[:64] and _is_error(first.data):
+        if first is not None and _is_error(first.data):
             message = _message_of(first.data.encode())
             raise UpstreamError(
                 f"Upstream {self.name!r} failed the stream at its start: {message}",
