@@ -1,10 +1,10 @@
 """``izzi-proxy``: serve, check-config, keys.
 
-    izzi-proxy serve [--config PATH] [--host H] [--port P] [--mock]
-    izzi-proxy check-config [--config PATH]          resolved config, secrets redacted
-    izzi-proxy keys create --name N [--account A]    prints the new key once
-    izzi-proxy keys list [--account A]
-    izzi-proxy keys revoke ID
+izzi-proxy serve [--config PATH] [--host H] [--port P] [--mock]
+izzi-proxy check-config [--config PATH]          resolved config, secrets redacted
+izzi-proxy keys create --name N [--account A]    prints the new key once
+izzi-proxy keys list [--account A]
+izzi-proxy keys revoke ID
 """
 
 from __future__ import annotations
@@ -132,12 +132,17 @@ def _when(ts: float | None) -> str:
 
 async def _keys_command(ledger: Ledger, args: argparse.Namespace) -> int:
     if args.keys_command == "create":
-        account = await ledger.get_account(args.account) or await ledger.create_account(args.account, args.plan)
+        account = await ledger.get_account(args.account) or await ledger.create_account(
+            args.account, args.plan
+        )
         if args.if_none and any(k.revoked_at is None for k in await ledger.list_keys(account.id)):
             print(f"account {account.name!r} already has a key; none created", file=sys.stderr)
             return 0
         key, secret = await ledger.create_key(account.id, args.name)
-        print(f"created key {key.id} {key.name!r} for account {account.name!r}; it is shown only once:", file=sys.stderr)
+        print(
+            f"created key {key.id} {key.name!r} for account {account.name!r}; it is shown only once:",
+            file=sys.stderr,
+        )
         print(secret)
         return 0
     if args.keys_command == "list":
@@ -150,7 +155,8 @@ async def _keys_command(ledger: Ledger, args: argparse.Namespace) -> int:
             account_id = account.id
         for key in await ledger.list_keys(account_id):
             state = "revoked" if key.revoked_at else "live"
-            print(f"{key.id}\t{key.prefix}…\t{key.account_name}\t{key.name}\t{state}\tcreated {_when(key.created_at)}")
+            created = _when(key.created_at)
+            print(f"{key.id}\t{key.prefix}…\t{key.account_name}\t{key.name}\t{state}\tcreated {created}")
         return 0
     if await ledger.revoke_key(args.id):
         print(f"revoked key {args.id}", file=sys.stderr)

@@ -171,8 +171,7 @@ class _Reader:
             return Secret(value["env"], self.env.get(value["env"]) or None)
         raise self.error(
             name,
-            'a key is never written in a config file: write "env:NAME" and set that '
-            "environment variable",
+            'a key is never written in a config file: write "env:NAME" and set that environment variable',
         )
 
     def url(self, name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:

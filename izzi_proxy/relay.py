@@ -15,8 +15,8 @@ import logging
 from aiohttp import web
 
 from izzi_proxy.dialects import Dialect, StreamTap
-from izzi_proxy.keys import CONFIG, STREAMS
 from izzi_proxy.errors import GatewayError, ServerError, UpstreamConnectionError
+from izzi_proxy.keys import CONFIG, STREAMS
 from izzi_proxy.ledger import UsageRecord
 from izzi_proxy.providers import UpstreamReply
 
@@ -61,7 +61,9 @@ async def relay_stream(
         # The client hung up (handler_cancellation), or the shutdown bound ran out
         # (stop_streams): tell a client that is still there, then stop.
         with contextlib.suppress(Exception):
-            await response.write(dialect.stream_error(ServerError("The stream was cut: the gateway is stopping")))
+            await response.write(
+                dialect.stream_error(ServerError("The stream was cut: the gateway is stopping"))
+            )
         raise
     except Exception:  # a bug after the first byte: the client still gets a proper end
         log.exception("request %s: relay failed", record.request_id)

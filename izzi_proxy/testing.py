@@ -38,7 +38,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-__all__ = ["ChatScript", "Received", "fake_openai_app", "RECEIVED", "DISCONNECTS"]
+__all__ = ["DISCONNECTS", "RECEIVED", "ChatScript", "Received", "fake_openai_app"]
 
 _PARAM = re.compile(r"(error|stream_error_after|cut_after|abort_after|slow)_(\d+)")
 
@@ -123,7 +123,9 @@ class ChatScript:
         return reply + (f" (choice {choice})" if choice else "")
 
     def usage(self) -> dict[str, Any]:
-        prompt = sum(estimate_tokens(_text_of(m.get("content"))[0]) + 4 for m in self.body.get("messages") or [])
+        prompt = sum(
+            estimate_tokens(_text_of(m.get("content"))[0]) + 4 for m in self.body.get("messages") or []
+        )
         calls = self._tool_calls()
         completion = (
             sum(estimate_tokens(c["function"]["arguments"]) + 8 for c in calls)
@@ -218,7 +220,6 @@ class ChatScript:
             (self.params[k] for k in ("stream_error_after", "cut_after", "abort_after") if k in self.params),
             None,
         )
-        content = 0
         if stop_after == 0 and "stream_error_after" in self.params:
             yield b"data: " + orjson.dumps(self.error_body(500)) + b"\n\n"  # failed at the start
             return
@@ -226,7 +227,9 @@ class ChatScript:
         def delta(i: int, d: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {"index": i, "delta": d, "logprobs": None, "finish_reason": finish}
 
-        yield self._chunk([delta(i, {"role": "assistant", "content": "", "refusal": None}) for i in range(self.n)])
+        yield self._chunk(
+            [delta(i, {"role": "assistant", "content": "", "refusal": None}) for i in range(self.n)]
+        )
         calls = self._tool_calls()
         pieces: list[list[dict[str, Any]]] = []
         if calls:
@@ -249,13 +252,12 @@ class ChatScript:
                         row.append(delta(i, {"content": part}))
                 if row:
                     pieces.append(row)
-        for row in pieces:
-            if stop_after is not None and content == stop_after:
+        for sent, row in enumerate(pieces):
+            if sent == stop_after:
                 if "stream_error_after" in self.params:
                     yield b"data: " + orjson.dumps(self.error_body(500)) + b"\n\n"
                 return
             yield self._chunk(row)
-            content += 1
         finish = "tool_calls" if calls else "stop"
         if self.usage_in_choice:
             yield self._chunk([delta(i, {}, finish) for i in range(self.n)], usage=self.usage())
@@ -327,7 +329,10 @@ def fake_openai_app(api_key: str | None = "sk-upstream-test", chunks: int = 4) -
 
     async def models(request: web.Request) -> web.Response:
         return web.json_response(
-            {"object": "list", "data": [{"id": "gpt-4o", "object": "model", "created": 0, "owned_by": "openai"}]}
+            {
+                "object": "list",
+                "data": [{"id": "gpt-4o", "object": "model", "created": 0, "owned_by": "openai"}],
+            }
         )
 
     app.router.add_post("/v1/chat/completions", chat)

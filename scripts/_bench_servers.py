@@ -172,9 +172,7 @@ def relay_app(upstream_url: str) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         post = request.app[session_key].post
-        async with post(
-            upstream_url, data=body, headers={"Content-Type": "application/json"}
-        ) as up:
+        async with post(upstream_url, data=body, headers={"Content-Type": "application/json"}) as up:
             headers = {"Content-Type": up.headers.get("Content-Type", "application/json")}
             if not headers["Content-Type"].startswith("text/event-stream"):
                 return web.Response(body=await up.read(), status=up.status, headers=headers)
@@ -203,9 +201,7 @@ def main() -> None:
     except ImportError:
         new_event_loop = asyncio.new_event_loop
     app = upstream_app(args.chunks) if args.role == "upstream" else relay_app(args.upstream)
-    web.run_app(
-        app, host="127.0.0.1", port=args.port, access_log=None, print=None, loop=new_event_loop()
-    )
+    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None, loop=new_event_loop())
 
 
 if __name__ == "__main__":

@@ -231,9 +231,7 @@ def main() -> int:
         children = Children(Path(tmp))
         try:
             targets, key = start_servers(children, args.chunks)
-            print(
-                f"servers up; {args.seconds:g} s per run, {WARMUP_S:g} s warm-up", file=sys.stderr
-            )
+            print(f"servers up; {args.seconds:g} s per run, {WARMUP_S:g} s warm-up", file=sys.stderr)
             with asyncio.Runner(loop_factory=loop_factory) as runner:
                 results = runner.run(run(args, targets, key))
             gateway_log = children.log_tail("gateway")

@@ -141,7 +141,9 @@ async def upstream(aiohttp_server) -> TestServer:
     return await aiohttp_server(fake_openai_app(api_key=UPSTREAM_KEY))
 
 
-async def start_gateway(aiohttp_server, config: Config, upstream: TestServer | None, **server_kwargs) -> Gateway:
+async def start_gateway(
+    aiohttp_server, config: Config, upstream: TestServer | None, **server_kwargs
+) -> Gateway:
     app = create_app(config)
     server = await aiohttp_server(app, **server_kwargs)
     account = await app[LEDGER].create_account("test-account")

@@ -123,14 +123,19 @@ class UsageRecord:
 class Ledger(Protocol):
     async def create_account(self, name: str, plan: str = "free") -> Account: ...
     async def get_account(self, name: str) -> Account | None: ...
-    async def create_key(self, account_id: int, name: str, expires_at: float | None = None) -> tuple[ApiKey, str]:
+    async def create_key(
+        self, account_id: int, name: str, expires_at: float | None = None
+    ) -> tuple[ApiKey, str]:
         """A new key; the full secret is returned this once and never stored."""
+
     async def find_key(self, secret: str) -> ApiKey | None:
         """The live (not revoked, not expired) key for a presented secret."""
+
     async def list_keys(self, account_id: int | None = None) -> list[ApiKey]: ...
     async def revoke_key(self, key_id: int) -> bool: ...
     async def record_usages(self, records: Sequence[UsageRecord]) -> None:
         """Write a batch of records, all or none."""
+
     async def usage_records(self, request_id: str | None = None, limit: int = 100) -> list[UsageRecord]: ...
     async def aclose(self) -> None: ...
 

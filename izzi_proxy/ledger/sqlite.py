@@ -111,7 +111,9 @@ class SQLiteLedger:
     async def _migrate(self) -> None:
         ((version,),) = await self._db.execute_fetchall("PRAGMA user_version")
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            await self._db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
+            await self._db.executescript(
+                f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;"
+            )
 
     async def aclose(self) -> None:
         await self._db.close()

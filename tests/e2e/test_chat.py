@@ -90,7 +90,9 @@ async def test_streamed_completion_with_client_usage(gateway: Gateway, client: o
     )
     chunks = [chunk async for chunk in stream]
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
-    assert chunks[-1].usage.total_tokens == chunks[-1].usage.prompt_tokens + chunks[-1].usage.completion_tokens
+    assert (
+        chunks[-1].usage.total_tokens == chunks[-1].usage.prompt_tokens + chunks[-1].usage.completion_tokens
+    )
     assert gateway.received[-1].body["stream_options"] == {"include_usage": True}
 
 
@@ -144,7 +146,11 @@ async def test_tool_results_sent_back(gateway: Gateway, client: openai.AsyncOpen
             "role": "assistant",
             "content": None,
             "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Hanoi"}'}}
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Hanoi"}'},
+                }
             ],
         },
         {"role": "tool", "tool_call_id": "call_1", "content": "31C and humid"},
@@ -185,7 +191,12 @@ async def test_unknown_fields_pass_through_untouched(gateway: Gateway, client: o
     )
     body = gateway.received[-1].body
     assert body["a_parameter_from_next_year"] == extra["a_parameter_from_next_year"]
-    assert (body["reasoning_effort"], body["temperature"], body["seed"], body["metadata"]) == ("low", 0.2, 7, {"k": "v"})
+    assert (body["reasoning_effort"], body["temperature"], body["seed"], body["metadata"]) == (
+        "low",
+        0.2,
+        7,
+        {"k": "v"},
+    )
 
 
 @pytest.mark.parametrize("prefix", ["/v1", "/openai/v1", "/api/v1"])
@@ -198,7 +209,9 @@ async def test_route_prefixes(gateway: Gateway, prefix: str) -> None:
 
 async def test_x_api_key_header_is_accepted(gateway: Gateway) -> None:
     async with openai.AsyncOpenAI(
-        base_url=gateway.url, api_key="unused", default_headers={"Authorization": "", "x-api-key": gateway.key},
+        base_url=gateway.url,
+        api_key="unused",
+        default_headers={"Authorization": "", "x-api-key": gateway.key},
         max_retries=0,
     ) as client:
         completion = await client.chat.completions.create(model="gpt-4o", messages=HELLO)

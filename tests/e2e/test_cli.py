@@ -67,7 +67,7 @@ def test_check_config_redacts_secrets(tmp_path: Path) -> None:
 
 def test_bad_config_is_refused_with_file_and_key(tmp_path: Path) -> None:
     path = make_config(tmp_path)
-    path.write_text(path.read_text() + "[upstreams.bad]\nkind = \"openai\"\napi_key = \"sk-literal\"\n")
+    path.write_text(path.read_text() + '[upstreams.bad]\nkind = "openai"\napi_key = "sk-literal"\n')
     result = cli("serve", "--config", str(path))
     assert result.returncode == 2
     assert f"{path}: upstreams.bad.api_key: a key is never written in a config file" in result.stderr

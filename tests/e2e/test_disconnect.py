@@ -20,7 +20,9 @@ from tests.conftest import write_config
 
 
 @pytest.fixture(params=[False, True], ids=["default-mode", "handler-cancellation"])
-async def gateway_url_key(request, upstream, tmp_path, upstream_env) -> AsyncIterator[tuple[str, str, web.Application]]:
+async def gateway_url_key(
+    request, upstream, tmp_path, upstream_env
+) -> AsyncIterator[tuple[str, str, web.Application]]:
     app = create_app(load_config(write_config(tmp_path, str(upstream.make_url("/v1")))))
     runner = web.AppRunner(app, handler_cancellation=request.param, access_log=None)
     await runner.setup()

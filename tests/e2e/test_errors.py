@@ -81,19 +81,24 @@ async def test_sdk_raises_bad_request(gateway: Gateway, client: openai.AsyncOpen
     ],
 )
 async def test_authentication(gateway: Gateway, headers, words) -> None:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
-            gateway.server.make_url("/v1/chat/completions"), json={"model": "gpt-4o", "messages": HELLO},
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            gateway.server.make_url("/v1/chat/completions"),
+            json={"model": "gpt-4o", "messages": HELLO},
             headers=headers,
-        ) as resp:
-            error = await assert_openai_error(resp, 401, "authentication_error")
+        ) as resp,
+    ):
+        error = await assert_openai_error(resp, 401, "authentication_error")
     assert words in error["message"]
     for value in headers.values():
         assert value.split()[-1] not in error["message"]  # never the whole key back
 
 
 async def test_sdk_raises_authentication_error(gateway: Gateway) -> None:
-    async with openai.AsyncOpenAI(base_url=gateway.url, api_key="izzi-wrong" + "x" * 40, max_retries=0) as client:
+    async with openai.AsyncOpenAI(
+        base_url=gateway.url, api_key="izzi-wrong" + "x" * 40, max_retries=0
+    ) as client:
         with pytest.raises(openai.AuthenticationError):
             await client.chat.completions.create(model="gpt-4o", messages=HELLO)
         with pytest.raises(openai.AuthenticationError):
@@ -137,11 +142,15 @@ async def test_body_over_the_limit(aiohttp_server, upstream, tmp_path, upstream_
     config = load_config(write_config(tmp_path, str(upstream.make_url("/v1")), server="max_body_mb = 0.01"))
     gateway = await start_gateway(aiohttp_server, config, upstream)
     big = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * 20_000}]}
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
-            gateway.server.make_url("/v1/chat/completions"), json=big, headers={"Authorization": f"Bearer {gateway.key}"}
-        ) as resp:
-            error = await assert_openai_error(resp, 413, "invalid_request_error")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            gateway.server.make_url("/v1/chat/completions"),
+            json=big,
+            headers={"Authorization": f"Bearer {gateway.key}"},
+        ) as resp,
+    ):
+        error = await assert_openai_error(resp, 413, "invalid_request_error")
     assert "limit" in error["message"]
     assert gateway.received == []
 
@@ -197,7 +206,9 @@ async def test_upstream_without_its_key_names_the_variable(client: openai.AsyncO
 
 @pytest.mark.parametrize("model", ["fallback", "fallback-dead"])
 @pytest.mark.parametrize("stream", [False, True])
-async def test_fallback_before_the_first_byte(gateway: Gateway, client: openai.AsyncOpenAI, model, stream) -> None:
+async def test_fallback_before_the_first_byte(
+    gateway: Gateway, client: openai.AsyncOpenAI, model, stream
+) -> None:
     response = await client.chat.completions.create(model=model, messages=HELLO, stream=stream)
     if stream:
         text = "".join([c.choices[0].delta.content or "" async for c in response if c.choices])
@@ -207,7 +218,9 @@ async def test_fallback_before_the_first_byte(gateway: Gateway, client: openai.A
     assert gateway.received[-1].body["model"] == "upstream-fallback-ok"
 
 
-async def test_fallback_when_the_first_stream_event_is_an_error(gateway: Gateway, client: openai.AsyncOpenAI) -> None:
+async def test_fallback_when_the_first_stream_event_is_an_error(
+    gateway: Gateway, client: openai.AsyncOpenAI
+) -> None:
     stream = await client.chat.completions.create(model="fallback-first-event", messages=HELLO, stream=True)
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == "Echo: Hello"
@@ -225,7 +238,9 @@ async def test_fallback_when_the_first_stream_event_is_an_error(gateway: Gateway
         ("abort", "broke off the stream", "connection_error"),
     ],
 )
-async def test_error_after_the_first_byte(gateway: Gateway, client: openai.AsyncOpenAI, model, words, error_type) -> None:
+async def test_error_after_the_first_byte(
+    gateway: Gateway, client: openai.AsyncOpenAI, model, words, error_type
+) -> None:
     raw = await client.chat.completions.with_raw_response.create(model=model, messages=HELLO, stream=True)
     assert raw.http_response.status_code == 200
     seen = []
@@ -256,7 +271,9 @@ class ExplodingProvider:
         pass
 
 
-async def test_internal_error_is_a_500_without_traceback(aiohttp_server, upstream, tmp_path, upstream_env, caplog) -> None:
+async def test_internal_error_is_a_500_without_traceback(
+    aiohttp_server, upstream, tmp_path, upstream_env, caplog
+) -> None:
     path = write_config(
         tmp_path, str(upstream.make_url("/v1")), models={"boom": ["boom:x"]},
         extra_upstreams='[upstreams.boom]\nkind = "exploding"\n',

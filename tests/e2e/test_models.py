@@ -47,7 +47,9 @@ async def test_retrieve_resolves_aliases(bundled: Gateway, asked: str, found: st
 @pytest.mark.parametrize("model", ["claude-sonnet-4-20250514", "auto", "qwen3-235b", "gpt-5.4-direct"])
 async def test_mock_answers_every_catalog_model(bundled: Gateway, model: str) -> None:
     async with bundled.client() as client:
-        completion = await client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hello!"}])
+        completion = await client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Hello!"}]
+        )
         assert completion.choices[0].message.content == "Echo: Hello!"
         stream = await client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": "Hello!"}], stream=True

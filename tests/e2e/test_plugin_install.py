@@ -37,7 +37,9 @@ class ShoutProvider:
         text = call.body["messages"][-1]["content"].upper()
         answer = {
             "id": "chatcmpl-shout", "object": "chat.completion", "created": 0, "model": call.body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            ],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }
         return UpstreamReply(200, {}, orjson.dumps(answer))
@@ -81,8 +83,12 @@ def pip(*args: str) -> None:
 
 @pytest.fixture
 def installed_plugins(tmp_path: Path):
-    shout = write_package(tmp_path / "shout", "izzi-test-shout", "izzi_test_shout", "shout", "ShoutProvider", ECHO_MODULE)
-    broken = write_package(tmp_path / "broken", "izzi-test-broken", "izzi_test_broken", "broken", "Provider", BROKEN_MODULE)
+    shout = write_package(
+        tmp_path / "shout", "izzi-test-shout", "izzi_test_shout", "shout", "ShoutProvider", ECHO_MODULE
+    )
+    broken = write_package(
+        tmp_path / "broken", "izzi-test-broken", "izzi_test_broken", "broken", "Provider", BROKEN_MODULE
+    )
     pip("install", "--no-deps", "--no-build-isolation", "--no-index", str(shout), str(broken))
     try:
         yield
@@ -91,7 +97,9 @@ def installed_plugins(tmp_path: Path):
 
 
 @pytest.mark.timeout(240)
-async def test_installed_plugin_is_discovered_and_a_broken_one_is_isolated(tmp_path: Path, installed_plugins) -> None:
+async def test_installed_plugin_is_discovered_and_a_broken_one_is_isolated(
+    tmp_path: Path, installed_plugins
+) -> None:
     import asyncio
 
     (tmp_path / "models.toml").write_text(
@@ -103,7 +111,8 @@ async def test_installed_plugin_is_discovered_and_a_broken_one_is_isolated(tmp_p
     config = tmp_path / "izzi.toml"
     config.write_text(
         f'[storage]\ndatabase_url = "sqlite:///{tmp_path}/db.sqlite3"\n'
-        '[upstreams.shouter]\nkind = "shout"\n[upstreams.fragile]\nkind = "broken"\n[upstreams.mock]\nkind = "mock"\n'
+        '[upstreams.shouter]\nkind = "shout"\n[upstreams.fragile]\nkind = "broken"\n'
+        '[upstreams.mock]\nkind = "mock"\n'
     )
     secret = cli("keys", "create", "--name", "t", "--config", str(config)).stdout.strip()
     port = free_port()
@@ -113,13 +122,21 @@ async def test_installed_plugin_is_discovered_and_a_broken_one_is_isolated(tmp_p
     )  # fmt: skip
     try:
         await wait_ready(f"http://127.0.0.1:{port}", process)
-        async with openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=secret, max_retries=0) as client:
-            loud = await client.chat.completions.create(model="loud", messages=[{"role": "user", "content": "hi there"}])
+        async with openai.AsyncOpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key=secret, max_retries=0
+        ) as client:
+            loud = await client.chat.completions.create(
+                model="loud", messages=[{"role": "user", "content": "hi there"}]
+            )
             assert loud.choices[0].message.content == "HI THERE"
-            echo = await client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])
+            echo = await client.chat.completions.create(
+                model="echo", messages=[{"role": "user", "content": "hi"}]
+            )
             assert echo.choices[0].message.content == "Echo: hi"
             with pytest.raises(openai.InternalServerError) as caught:
-                await client.chat.completions.create(model="fragile", messages=[{"role": "user", "content": "hi"}])
+                await client.chat.completions.create(
+                    model="fragile", messages=[{"role": "user", "content": "hi"}]
+                )
             assert "provider plugin 'broken' failed to load" in caught.value.message
     finally:
         process.terminate()

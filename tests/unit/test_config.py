@@ -56,7 +56,10 @@ def test_bundled_upstreams_read_conventional_variables(var: str, upstream: str, 
 
 
 def test_storage_urls_from_the_environment() -> None:
-    env = {"IZZI_DATABASE_URL": "sqlite:////var/lib/izzi/db.sqlite3", "IZZI_REDIS_URL": "redis://127.0.0.1:6379/0"}
+    env = {
+        "IZZI_DATABASE_URL": "sqlite:////var/lib/izzi/db.sqlite3",
+        "IZZI_REDIS_URL": "redis://127.0.0.1:6379/0",
+    }
     config = load_config(DEFAULT_CONFIG, env=env)
     assert config.storage.database_url == env["IZZI_DATABASE_URL"]
     assert config.storage.limiter_url == env["IZZI_REDIS_URL"]
@@ -109,7 +112,11 @@ def test_izzi_toml_errors_name_file_and_key(tmp_path: Path, izzi: str, key: str,
     [
         ("", "models", "lists no model"),
         (MODELS.replace('tier = "budget"', 'tier = "gold"'), 'models."m".tier', "not one of"),
-        (MODELS.replace('["up:m-1"]', '["nowhere:m-1"]'), 'models."m".routes[0]', "unknown upstream 'nowhere'"),
+        (
+            MODELS.replace('["up:m-1"]', '["nowhere:m-1"]'),
+            'models."m".routes[0]',
+            "unknown upstream 'nowhere'",
+        ),
         (MODELS.replace('["up:m-1"]', '["m-1"]'), 'models."m".routes[0]', "<upstream>:<upstream model>"),
         (MODELS.replace('["up:m-1"]', "[]"), 'models."m".routes', "at least one route"),
         (MODELS.replace("input = 1", "input = -1"), 'models."m".input', "negative"),

@@ -63,7 +63,7 @@ STREAMS = [
     ),
     (
         "no-space-after-colon",
-        b"event:tick\ndata:{\"n\":1}\ndata:  two spaces\n\n",
+        b'event:tick\ndata:{"n":1}\ndata:  two spaces\n\n',
         [SSEEvent("tick", '{"n":1}\n two spaces')],
     ),
     (

@@ -62,7 +62,9 @@ class MockProvider:
         get = lambda key: values.get(key, _OPTIONS[key][1])  # noqa: E731
         if get("chunks") < 1:
             raise ConfigError(upstream.source, "chunks", "must be at least 1")
-        return cls(upstream.name, get("chunks"), get("chunk_delay_ms") / 1000, get("first_byte_delay_ms") / 1000)
+        return cls(
+            upstream.name, get("chunks"), get("chunk_delay_ms") / 1000, get("first_byte_delay_ms") / 1000
+        )
 
     async def aclose(self) -> None:
         pass
@@ -72,7 +74,9 @@ class MockProvider:
         if self.first_byte_delay_s:
             await asyncio.sleep(self.first_byte_delay_s)
         if script.error_status:
-            raise upstream_error(self.name, script.error_status, script.error_body(script.error_status)["error"]["message"])
+            raise upstream_error(
+                self.name, script.error_status, script.error_body(script.error_status)["error"]["message"]
+            )
         if not call.stream:
             return UpstreamReply(200, _HEADERS, orjson.dumps(script.completion()))
         frames = script.frames()

@@ -140,7 +140,7 @@ class OpenAIProvider:
             async for chunk in response.content.iter_any():
                 last = loop.time()
                 yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             reason = f"sent nothing for {self._idle_s:g} s" if timed_out else f"broke off the stream: {exc}"
             raise UpstreamConnectionError(f"Upstream {self.name!r} {reason}", upstream=self.name) from None
         finally:

@@ -63,8 +63,8 @@ async def test_stream_commits_after_the_first_event(provider) -> None:
 
 @pytest.mark.parametrize(
     ("model", "error", "retryable"),
-    [("error_500", UpstreamError, True), ("error_429", UpstreamError, True), ("error_401", UpstreamError, False),
-     ("error_400", UpstreamRejected, False)],
+    [("error_500", UpstreamError, True), ("error_429", UpstreamError, True),
+     ("error_401", UpstreamError, False), ("error_400", UpstreamRejected, False)],
 )  # fmt: skip
 async def test_error_statuses(provider, model, error, retryable) -> None:
     with pytest.raises(error) as caught:
@@ -120,7 +120,9 @@ async def test_config_validation() -> None:
         with pytest.raises(ConfigError, match="needs a base_url"):
             OpenAIProvider.from_config(upstream(None), session)
         with pytest.raises(ConfigError, match="unknown key"):
-            OpenAIProvider.from_config(upstream("http://x/v1", options=MappingProxyType({"chunks": 1})), session)
+            OpenAIProvider.from_config(
+                upstream("http://x/v1", options=MappingProxyType({"chunks": 1})), session
+            )
         with pytest.raises(UpstreamUnavailable, match="set K to use it"):
             OpenAIProvider.from_config(upstream("http://x/v1", api_key=Secret("K", None)), session)
         keyless = OpenAIProvider.from_config(upstream("http://x/v1", api_key=None), session)

@@ -165,9 +165,7 @@ def test_not_usage(frame: bytes, hide: bool) -> None:
     assert tap.usage == Usage(input_tokens=9, output_tokens=3)
 
 
-@pytest.mark.parametrize(
-    ("model", "error"), [("stream_error_after_1", True), ("cut_after_1", False)]
-)
+@pytest.mark.parametrize(("model", "error"), [("stream_error_after_1", True), ("cut_after_1", False)])
 @pytest.mark.parametrize("hide", [True, False], ids=["hide", "show"])
 def test_in_stream_error_and_cut_stream(model: str, error: bool, hide: bool) -> None:
     stream = b"".join(ChatScript({"model": model, "messages": MESSAGES}).frames())

@@ -72,7 +72,9 @@ async def test_usage_records_round_trip(ledger) -> None:
         model="gpt-4o", upstream="openai", upstream_model="gpt-4o-2024", stream=True, status=200,
         outcome="ok", duration_ms=12.5, usage=Usage(10, 20, 3, 0, 5), extra={"note": "x"},
     )  # fmt: skip
-    await ledger.record_usages([record, UsageRecord(request_id="req_2", endpoint="/v1/chat/completions", started_at=2.0)])
+    await ledger.record_usages(
+        [record, UsageRecord(request_id="req_2", endpoint="/v1/chat/completions", started_at=2.0)]
+    )
     assert await ledger.usage_records(request_id="req_1") == [record]
     (unknown,) = await ledger.usage_records(request_id="req_2")
     assert unknown.usage is None

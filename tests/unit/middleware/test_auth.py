@@ -8,8 +8,8 @@ import pytest
 from aiohttp import web
 
 from izzi_proxy.config import DEFAULT_CONFIG, load_config
-from izzi_proxy.handlers import endpoint
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
+from izzi_proxy.handlers import endpoint
 from izzi_proxy.keys import API_KEY, LEDGER
 from izzi_proxy.ledger import open_ledger
 from izzi_proxy.middleware.auth import make_auth
@@ -59,7 +59,10 @@ async def test_accepted(client, headers) -> None:
         ({}, "Missing API key"),
         ({"Authorization": "Bearer "}, "Missing API key"),
         ({"Authorization": "Token abc"}, "Missing API key"),
-        ({"Authorization": "Bearer izzi-wrongwrongwrongwrongwrongwrongwrong1234"}, "Invalid API key: izzi-wrongw…1234"),
+        (
+            {"Authorization": "Bearer izzi-wrongwrongwrongwrongwrongwrongwrong1234"},
+            "Invalid API key: izzi-wrongw…1234",
+        ),
         ({"x-api-key": "sk-ant-api03-something"}, "Invalid API key"),
     ],
 )
