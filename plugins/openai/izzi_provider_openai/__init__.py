@@ -73,25 +73,18 @@ class OpenAIProvider:
                 if not call.stream:
                     return UpstreamReply(response.status, response.headers, await response.read())
                 head = await self._first_event(response)
-        except UpstreamError:
+        except BaseException as exc:
             if response is not None:
                 response.close()
-            raise
-        except TimeoutError:
-            if response is not None:
-                response.close()
-            raise UpstreamConnectionError(
-                f"Upstream {self.name!r} did not answer within {self._first_byte_s:g} s", upstream=self.name
-            ) from None
-        except aiohttp.ClientError as exc:
-            if response is not None:
-                response.close()
-            raise UpstreamConnectionError(
-                f"Could not reach upstream {self.name!r}: {exc}", upstream=self.name
-            ) from None
-        except BaseException:
-            if response is not None:
-                response.close()
+            if isinstance(exc, TimeoutError):
+                raise UpstreamConnectionError(
+                    f"Upstream {self.name!r} did not answer within {self._first_byte_s:g} s",
+                    upstream=self.name,
+                ) from None
+            if isinstance(exc, aiohttp.ClientError):
+                raise UpstreamConnectionError(
+                    f"Could not reach upstream {self.name!r}: {exc}", upstream=self.name
+                ) from None
             raise
 
         async def close() -> None:
