@@ -1,4 +1,4 @@
-"""Fake upstreams, importable by the gateway's tests, plugin packages' tests and scripts.
+"""A fake OpenAI-compatible upstream, and the chat answers it and the mock provider give.
 
 ``ChatScript`` writes OpenAI chat answers (plain and streamed) for a request body, with the
 scenario picked from the model name, like TensorZero's dummy provider:
