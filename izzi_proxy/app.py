@@ -9,6 +9,7 @@ from aiohttp import web
 
 from izzi_proxy import handlers, middleware, relay
 from izzi_proxy.config import Config
+from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 from izzi_proxy.keys import CONFIG, LEDGER, ROUTER, SESSION, STREAMS, USAGE_WRITER
 from izzi_proxy.ledger import open_ledger
@@ -37,8 +38,11 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
     app.on_shutdown.append(relay.stop_streams)
 
     chat = handlers.generation(OPENAI_CHAT)
+    messages = handlers.generation(ANTHROPIC_MESSAGES)
     for prefix in PREFIXES:
         app.router.add_post(f"{prefix}/chat/completions", chat)
+        app.router.add_post(f"{prefix}/messages", messages)
+        app.router.add_post(f"{prefix}/messages/count_tokens", handlers.count_tokens)
         app.router.add_get(f"{prefix}/models", handlers.list_models)
         app.router.add_get(f"{prefix}/models/{{model:.+}}", handlers.get_model)
     app.router.add_get("/healthz", handlers.health)

@@ -38,6 +38,7 @@ class ModelEntry:
     routes: tuple[Route, ...]
     aliases: tuple[str, ...] = ()
     owned_by: str = "izzi"
+    reasoning: bool = False  # takes a reasoning effort / thinking budget
 
     def to_openai(self, created: int) -> dict:
         """The OpenAI ``Model`` object, plus our pricing, tier and context fields."""
@@ -56,6 +57,7 @@ class ModelEntry:
                 "output": self.output_usd_per_mtok,
             },
             "aliases": list(self.aliases),
+            "reasoning": self.reasoning,
         }
 
 

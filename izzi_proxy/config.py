@@ -348,6 +348,7 @@ def _model(model_id: str, r: _Reader, upstreams: Mapping[str, UpstreamConfig]) -
         routes=tuple(routes),
         aliases=tuple(aliases),
         owned_by=r.get("owned_by", str, "izzi"),
+        reasoning=r.get("reasoning", bool, False),
     )
     r.reject_unknown()
     return entry

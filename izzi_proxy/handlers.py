@@ -12,16 +12,24 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from izzi_proxy import relay
+from izzi_proxy import relay, tokens
+from izzi_proxy.canonical import Usage
+from izzi_proxy.catalog import ModelEntry
 from izzi_proxy.dialects import Dialect
+from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
-from izzi_proxy.errors import InvalidRequest, NotFound, RequestTooLarge
+from izzi_proxy.errors import InvalidRequest, NotFound, RequestTooLarge, UpstreamError
 from izzi_proxy.keys import CONFIG, RECORD, REQUEST_ID, ROUTER
+from izzi_proxy.translate import TranslatingTap
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+TOKEN_COUNT_HEADER = "x-izzi-token-count"
 
-def endpoint(dialect: Dialect, *, public: bool = False, metered: bool = False):
+
+def endpoint(
+    dialect: Dialect, *, public: bool = False, metered: bool = False
+) -> Callable[[Handler], Handler]:
     def tag(handler: Handler) -> Handler:
         handler.dialect = dialect  # type: ignore[attr-defined]
         handler.public = public  # type: ignore[attr-defined]
@@ -46,6 +54,17 @@ async def read_body(request: web.Request) -> bytes:
     return raw
 
 
+def _resolve(request: web.Request, model: str) -> ModelEntry:
+    entry = request.app[CONFIG].catalog.resolve(model)
+    if entry is None:
+        raise NotFound(
+            f"The model {model!r} does not exist; GET /v1/models lists the models",
+            param="model",
+            code="model_not_found",
+        )
+    return entry
+
+
 def generation(dialect: Dialect) -> Handler:
     """The handler for a dialect's generation route (chat completions, messages, responses)."""
 
@@ -53,21 +72,53 @@ def generation(dialect: Dialect) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         parsed = dialect.parse(await read_body(request))
         record = request[RECORD]
-        entry = request.app[CONFIG].catalog.resolve(parsed.model)
-        if entry is None:
-            raise NotFound(
-                f"The model {parsed.model!r} does not exist; GET /v1/models lists the models",
-                param="model",
-                code="model_not_found",
-            )
+        entry = _resolve(request, parsed.model)
         record.model, record.stream = entry.id, parsed.stream
-        sent = await request.app[ROUTER].send(entry, dialect, parsed, request[REQUEST_ID], {})
+        headers = dialect.forward_headers(request.headers)
+        sent = await request.app[ROUTER].send(entry, dialect, parsed, request[REQUEST_ID], headers)
         record.upstream, record.upstream_model = sent.route.upstream, sent.route.model
+        passthrough = sent.passthrough(dialect)
+        if passthrough:
+            record.extra["passthrough"] = True
         if parsed.stream:
-            return await relay.relay_stream(request, sent.reply, dialect.stream_tap(parsed), dialect, record)
-        return await relay.relay_body(sent.reply, dialect, record)
+            tap = (
+                dialect.stream_tap(parsed)
+                if passthrough
+                else TranslatingTap(
+                    sent.wire.stream_parser(sent.route.upstream), dialect.stream_renderer(parsed)
+                )
+            )
+            return await relay.relay_stream(request, sent.reply, tap, dialect, record)
+
+        def answer(body: bytes) -> tuple[bytes, Usage | None]:
+            if passthrough:
+                return body, dialect.usage_of_body(body)
+            resp = sent.wire.parse_response(body, sent.route.upstream)
+            return dialect.render_response(resp, parsed), resp.usage
+
+        return await relay.relay_body(sent.reply, record, answer)
 
     return handle
+
+
+@endpoint(ANTHROPIC_MESSAGES)
+async def count_tokens(request: web.Request) -> web.Response:
+    """``POST /v1/messages/count_tokens``: the upstream's exact count where it has one
+    (Claude models), else a local estimate; ``x-izzi-token-count`` says which."""
+    parsed = ANTHROPIC_MESSAGES.parse_count_tokens(await read_body(request))
+    entry = _resolve(request, parsed.model)
+    headers = ANTHROPIC_MESSAGES.forward_headers(request.headers)
+    counters = request.app[ROUTER].token_counters(entry)
+    for i, (route, counter) in enumerate(counters):
+        try:
+            counted = await counter.count_tokens({**parsed.body, "model": route.model}, headers)
+        except UpstreamError as err:
+            if err.retryable and i < len(counters) - 1:
+                continue
+            raise
+        return _json({"input_tokens": counted}, headers={TOKEN_COUNT_HEADER: "exact"})
+    estimated = tokens.estimate_messages_body(parsed.body)
+    return _json({"input_tokens": estimated}, headers={TOKEN_COUNT_HEADER: "estimated"})
 
 
 _STARTED = int(time.time())
@@ -81,11 +132,7 @@ async def list_models(request: web.Request) -> web.Response:
 
 @endpoint(OPENAI_CHAT)
 async def get_model(request: web.Request) -> web.Response:
-    name = request.match_info["model"]
-    entry = request.app[CONFIG].catalog.resolve(name)
-    if entry is None:
-        raise NotFound(f"The model {name!r} does not exist", param="model", code="model_not_found")
-    return _json(entry.to_openai(_STARTED))
+    return _json(_resolve(request, request.match_info["model"]).to_openai(_STARTED))
 
 
 @endpoint(OPENAI_CHAT, public=True)
@@ -93,5 +140,5 @@ async def health(request: web.Request) -> web.Response:
     return _json({"status": "ok"})
 
 
-def _json(data: object) -> web.Response:
-    return web.Response(body=orjson.dumps(data), content_type="application/json")
+def _json(data: object, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(data), content_type="application/json", headers=headers)

@@ -90,6 +90,13 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
+@runtime_checkable
+class CountsTokens(Protocol):
+    """Optional: the upstream counts a request's input tokens itself (exactly)."""
+
+    async def count_tokens(self, body: dict[str, Any], headers: Mapping[str, str]) -> int: ...
+
+
 class Registry:
     """Installed provider classes by kind, loaded lazily from entry points."""
 

@@ -1,9 +1,10 @@
-"""The passthrough loop: upstream bytes to the client as they come, usage tapped on the way.
+"""The stream loop: upstream bytes to the client as they come, usage tapped on the way.
 
-Each upstream chunk is fed to the dialect's tap and the very same bytes object is
-written on (unless the tap had to hide an event). Memory per stream is one chunk plus at
-most one unfinished line. A failure after the first byte is sent as an in-stream error in
-the client's format; a client that hangs up closes the upstream request.
+Each upstream chunk goes through a tap: in passthrough the dialect's own, which hands back
+the very same bytes object (unless it had to hide an event); otherwise a translating tap.
+Memory per stream is one chunk plus at most one unfinished line. A failure after the
+first byte is sent as an in-stream error in the client's format; a client that hangs up
+closes the upstream request.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
+from izzi_proxy.canonical import Usage
 from izzi_proxy.dialects import Dialect, StreamTap
 from izzi_proxy.errors import GatewayError, ServerError, UpstreamConnectionError
 from izzi_proxy.keys import CONFIG, STREAMS
@@ -99,9 +102,13 @@ async def stop_streams(app: web.Application) -> None:
         asyncio.get_running_loop().call_later(app[CONFIG].server.shutdown_timeout_s, cut)
 
 
-async def relay_body(reply: UpstreamReply, dialect: Dialect, record: UsageRecord) -> web.Response:
+async def relay_body(
+    reply: UpstreamReply, record: UsageRecord, answer: Callable[[bytes], tuple[bytes, Usage | None]]
+) -> web.Response:
+    """A plain answer: ``answer`` gives the client's body and the usage (the upstream's
+    bytes unchanged in passthrough, a translation otherwise)."""
     try:
-        record.usage = dialect.usage_of_body(reply.head)
+        body, record.usage = answer(reply.head)
     finally:
         await reply.aclose()
-    return web.Response(body=reply.head, status=reply.status, content_type="application/json")
+    return web.Response(body=body, status=reply.status, content_type="application/json")

@@ -1,9 +1,11 @@
 """Model -> ordered upstream routes; fall back to the next route before the first byte.
 
-A route is usable when its upstream is configured and its provider speaks the client's
-format (passthrough). A retryable failure (connection refused, timeout, 429, 5xx, an
-error as the first stream event) moves on to the next route; nothing has reached the
-client yet, because providers return only once the first event is in hand.
+A route is usable when its upstream is configured. When the upstream speaks the client's
+format the body passes through (only ``model`` rewritten); otherwise the request goes
+through the canonical form into the upstream's format. A retryable failure (connection
+refused, timeout, 429, 5xx, an error as the first stream event) moves on to the next
+route; nothing has reached the client yet, because providers return only once the first
+event is in hand.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from izzi_proxy import canonical as c
 from izzi_proxy.catalog import ModelEntry, Route
-from izzi_proxy.dialects import Dialect, ParsedRequest
+from izzi_proxy.dialects import Dialect, ParsedRequest, by_name
 from izzi_proxy.errors import UpstreamError
-from izzi_proxy.providers import Provider, UpstreamCall, UpstreamReply, Upstreams
+from izzi_proxy.providers import CountsTokens, Provider, UpstreamCall, UpstreamReply, Upstreams
 
 log = logging.getLogger("izzi.router")
 
@@ -24,6 +27,10 @@ log = logging.getLogger("izzi.router")
 class Sent:
     route: Route
     reply: UpstreamReply
+    wire: Dialect  # the format the upstream answered in
+
+    def passthrough(self, dialect: Dialect) -> bool:
+        return self.wire is dialect
 
 
 class Router:
@@ -31,21 +38,33 @@ class Router:
         self._providers = upstreams.providers
         self._unavailable = upstreams.unavailable
 
-    def candidates(self, entry: ModelEntry, wire_format: str) -> list[tuple[Route, Provider]]:
+    def candidates(self, entry: ModelEntry, dialect: Dialect) -> list[tuple[Route, Provider, Dialect]]:
+        """Usable routes in order, each with the format to speak to it (the client's if it can)."""
         found = []
         for route in entry.routes:
             provider = self._providers.get(route.upstream)
-            if provider is not None and wire_format in provider.wire_formats:
-                found.append((route, provider))
+            if provider is None:
+                continue
+            if dialect.name in provider.wire_formats:
+                found.append((route, provider, dialect))
+            else:
+                found.append((route, provider, by_name(min(provider.wire_formats))))
         return found
 
-    def _why_none(self, entry: ModelEntry, wire_format: str) -> str:
-        reasons = []
-        for route in entry.routes:
-            if route.upstream in self._unavailable:
-                reasons.append(f"upstream {route.upstream!r}: {self._unavailable[route.upstream]}")
-            else:
-                reasons.append(f"upstream {route.upstream!r} does not speak {wire_format}")
+    def token_counters(self, entry: ModelEntry) -> list[tuple[Route, CountsTokens]]:
+        """The model's routes whose upstream counts Anthropic-format tokens itself."""
+        return [
+            (route, provider)
+            for route in entry.routes
+            if isinstance(provider := self._providers.get(route.upstream), CountsTokens)
+            and "anthropic_messages" in provider.wire_formats
+        ]
+
+    def _why_none(self, entry: ModelEntry) -> str:
+        reasons = [
+            f"upstream {r.upstream!r}: {self._unavailable.get(r.upstream, 'not defined')}"
+            for r in entry.routes
+        ]
         return f"Model {entry.id!r} has no available upstream ({'; '.join(reasons)})"
 
     async def send(
@@ -56,20 +75,23 @@ class Router:
         request_id: str,
         headers: Mapping[str, str],
     ) -> Sent:
-        candidates = self.candidates(entry, dialect.name)
+        candidates = self.candidates(entry, dialect)
         if not candidates:
-            raise UpstreamError(self._why_none(entry, dialect.name), upstream="-")
+            raise UpstreamError(self._why_none(entry), upstream="-")
+        canonical: c.Request | None = None
         last = len(candidates) - 1
-        for i, (route, provider) in enumerate(candidates):
-            call = UpstreamCall(
-                wire_format=dialect.name,
-                body=dialect.upstream_body(parsed, route.model),
-                stream=parsed.stream,
-                request_id=request_id,
-                headers=headers,
-            )
+        for i, (route, provider, wire) in enumerate(candidates):
+            if wire is dialect:
+                body, call_headers = dialect.upstream_body(parsed, route.model), dict(headers)
+            else:
+                canonical = canonical or dialect.to_canonical(parsed)
+                body, call_headers = (
+                    wire.from_canonical(canonical, c.Target(route.model, entry.reasoning)),
+                    {},
+                )
+            call = UpstreamCall(wire.name, body, parsed.stream, request_id, call_headers)
             try:
-                return Sent(route, await provider.send(call))
+                return Sent(route, await provider.send(call), wire)
             except UpstreamError as err:
                 if not err.retryable or i == last:
                     raise

@@ -1,16 +1,22 @@
-"""Dialects: the formats clients speak to the gateway.
+"""Dialects: the formats clients speak to the gateway, and upstreams speak to it.
 
-A dialect knows its request schema, its response and stream shapes and its error shape;
-it knows no upstream. Each route is served in exactly one dialect, so the errors
-middleware renders any failure in the shape the client expects.
+A dialect knows its request schema, its answer and stream shapes and its error shape; it
+knows no upstream. The same module is the wire codec of every upstream that speaks the
+format (a provider names its ``wire_formats``), so N formats need N translators to and
+from the canonical form, shared by clients and providers.
+
+Each route is served in exactly one dialect, so the errors middleware renders any
+failure in the shape the client expects.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from izzi_proxy.canonical import Usage
+from izzi_proxy import canonical as c
+from izzi_proxy import sse
 from izzi_proxy.errors import GatewayError
 
 
@@ -21,17 +27,19 @@ class ParsedRequest:
     body: dict[str, Any]
     model: str
     stream: bool
+    typed: Any = None  # the dialect's validated view of the body
 
 
 class StreamTap(Protocol):
-    """Reads a passthrough stream as it goes by, changing as little as it can.
+    """Turns upstream stream bytes into client stream bytes, chunk by chunk.
 
-    ``feed`` returns the bytes to send on: the very chunk it was given unless an event
-    had to be hidden. ``done`` says the stream ended properly, ``error`` that an in-stream
-    error was relayed.
+    In passthrough it reads the stream as it goes by and changes as little as it can:
+    ``feed`` returns the very chunk it was given unless an event had to be hidden. A
+    translating tap decodes, translates and re-encodes. ``done`` says the stream ended
+    properly, ``error`` that an in-stream error was relayed.
     """
 
-    usage: Usage | None
+    usage: c.Usage | None
     done: bool
     error: bool
 
@@ -39,12 +47,62 @@ class StreamTap(Protocol):
     def finish(self) -> bytes: ...
 
 
-class Dialect(Protocol):
-    name: str  # also the wire format this dialect's passthrough speaks
+class StreamParser(Protocol):
+    """Reads an upstream's stream events as canonical events; raises UpstreamError for
+    an in-stream error."""
 
+    usage: c.Usage | None
+    done: bool
+
+    def feed(self, event: sse.SSEEvent) -> list[c.StreamEvent]: ...
+
+
+class StreamRenderer(Protocol):
+    """Writes canonical events as the client's stream frames."""
+
+    def render(self, event: c.StreamEvent) -> bytes: ...
+
+
+class Dialect(Protocol):
+    name: str  # the format's name; also the wire format of upstreams that speak it
+
+    # the client side
     def parse(self, raw: bytes) -> ParsedRequest: ...
-    def upstream_body(self, parsed: ParsedRequest, upstream_model: str) -> dict[str, Any]: ...
-    def stream_tap(self, parsed: ParsedRequest) -> StreamTap: ...
-    def usage_of_body(self, body: bytes) -> Usage | None: ...
+    def forward_headers(self, headers: Mapping[str, str]) -> dict[str, str]: ...
+    def to_canonical(self, parsed: ParsedRequest) -> c.Request: ...
+    def render_response(self, resp: c.Response, parsed: ParsedRequest) -> bytes: ...
+    def stream_renderer(self, parsed: ParsedRequest) -> StreamRenderer: ...
     def error_body(self, error: GatewayError) -> dict[str, Any]: ...
     def stream_error(self, error: GatewayError) -> bytes: ...
+
+    # passthrough (client and upstream speak this format)
+    def upstream_body(self, parsed: ParsedRequest, upstream_model: str) -> dict[str, Any]: ...
+    def stream_tap(self, parsed: ParsedRequest) -> StreamTap: ...
+    def usage_of_body(self, body: bytes) -> c.Usage | None: ...
+
+    # the upstream side (an upstream speaks this format, the client another)
+    def from_canonical(self, req: c.Request, target: c.Target) -> dict[str, Any]: ...
+    def parse_response(self, body: bytes, upstream: str) -> c.Response: ...
+    def stream_parser(self, upstream: str) -> StreamParser: ...
+
+
+def data_url(media_type: str | None, data: str | None) -> str:
+    return f"data:{media_type or 'application/octet-stream'};base64,{data or ''}"
+
+
+def parse_data_url(url: str) -> tuple[str, str] | None:
+    """``(media_type, base64 data)`` of a ``data:…;base64,…`` URL, or None for any other URL."""
+    if not url.startswith("data:"):
+        return None
+    header, sep, data = url[5:].partition(",")
+    if not sep or not header.endswith(";base64"):
+        return None
+    return header.removesuffix(";base64") or "application/octet-stream", data
+
+
+def by_name(name: str) -> Dialect:
+    """The dialect (wire codec) of a format, by its name."""
+    from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
+    from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
+
+    return {OPENAI_CHAT.name: OPENAI_CHAT, ANTHROPIC_MESSAGES.name: ANTHROPIC_MESSAGES}[name]

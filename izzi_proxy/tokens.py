@@ -1,0 +1,117 @@
+"""Local token estimates, for models whose upstream cannot count (``count_tokens``).
+
+About four characters per token (the product's documented rule) over everything the
+model reads: system, tool definitions, every message part. Images are counted as
+Anthropic prices them, ``width x height / 750`` capped at 1,600, with the size read from
+the image's own header (PNG, GIF, WebP, JPEG); a PDF as 1,600 per page. No real
+tokenizer is bundled: the ones worth having need files fetched at run time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+import struct
+from typing import Any
+
+import orjson
+
+IMAGE_TOKENS_MAX = 1600
+PDF_PAGE_TOKENS = 1600
+_PDF_PAGE = re.compile(rb"/Type\s*/Page(?![s\w])")
+
+
+def estimate_text(text: str) -> int:
+    return math.ceil(len(text) / 4)
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from an image's header, or None if the format is not recognised."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return struct.unpack("<HH", data[6:10])
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        if data[12:16] == b"VP8X":
+            return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+        if data[12:16] == b"VP8 ":
+            w, h = struct.unpack("<HH", data[26:30])
+            return w & 0x3FFF, h & 0x3FFF
+        if data[12:16] == b"VP8L" and len(data) >= 25:
+            bits = int.from_bytes(data[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                i += 1
+                continue
+            marker, length = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+                return w, h
+            i += 2 + length
+    return None
+
+
+def _b64(data: str, limit: int | None = None) -> bytes:
+    chunk = data if limit is None else data[: limit - limit % 4]
+    try:
+        return base64.b64decode(chunk)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def image_tokens(source: dict[str, Any]) -> int:
+    if source.get("type") == "base64" and (size := image_size(_b64(source.get("data", ""), 64 * 1024))):
+        return min(IMAGE_TOKENS_MAX, max(1, math.ceil(size[0] * size[1] / 750)))
+    return IMAGE_TOKENS_MAX
+
+
+def document_tokens(block: dict[str, Any]) -> int:
+    source = block.get("source") or {}
+    if source.get("type") == "base64":
+        pages = len(_PDF_PAGE.findall(_b64(source.get("data", ""))))
+        return max(1, pages) * PDF_PAGE_TOKENS
+    if source.get("type") == "text":
+        return estimate_text(source.get("data", ""))
+    if source.get("type") == "content":
+        return sum(_block_tokens(b) for b in source.get("content") or [] if isinstance(b, dict))
+    return PDF_PAGE_TOKENS
+
+
+def _block_tokens(block: dict[str, Any]) -> int:
+    kind = block.get("type")
+    if kind == "image":
+        return image_tokens(block.get("source") or {})
+    if kind == "document":
+        return document_tokens(block)
+    if kind == "tool_use":
+        return estimate_text(block.get("name", "")) + estimate_text(
+            orjson.dumps(block.get("input") or {}).decode()
+        )
+    if kind == "tool_result":
+        return _content_tokens(block.get("content"))
+    texts = [block.get(k) for k in ("text", "thinking") if isinstance(block.get(k), str)]
+    return sum(estimate_text(t) for t in texts)
+
+
+def _content_tokens(content: Any) -> int:
+    if isinstance(content, str):
+        return estimate_text(content)
+    if isinstance(content, list):
+        return sum(_block_tokens(b) for b in content if isinstance(b, dict))
+    return 0
+
+
+def estimate_messages_body(body: dict[str, Any]) -> int:
+    """Input tokens of an Anthropic Messages body, estimated."""
+    total = _content_tokens(body.get("system"))
+    for tool in body.get("tools") or []:
+        total += estimate_text(orjson.dumps(tool).decode())
+    for message in body.get("messages") or []:
+        if isinstance(message, dict):
+            total += 3 + _content_tokens(message.get("content"))  # role and turn framing
+    return total

@@ -1,0 +1,42 @@
+"""The translating tap: an upstream stream in one format, the client's stream in another.
+
+Upstream bytes are split into SSE events, read as canonical events by the upstream
+format's parser and written by the client dialect's renderer, chunk by chunk, so a
+translated stream keeps the upstream's pace and holds at most one unfinished line.
+"""
+
+from __future__ import annotations
+
+from izzi_proxy import canonical as c
+from izzi_proxy import sse
+from izzi_proxy.dialects import StreamParser, StreamRenderer
+
+
+class TranslatingTap:
+    __slots__ = ("_events", "_lines", "_parser", "_renderer", "error")
+
+    def __init__(self, parser: StreamParser, renderer: StreamRenderer) -> None:
+        self._parser, self._renderer = parser, renderer
+        self._lines, self._events = sse.LineSplitter(), sse.EventDecoder()
+        self.error = False  # an upstream error event raises UpstreamError instead
+
+    @property
+    def usage(self) -> c.Usage | None:
+        return self._parser.usage
+
+    @property
+    def done(self) -> bool:
+        return self._parser.done
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self._translate(self._lines.feed(chunk))
+
+    def finish(self) -> bytes:
+        return self._translate([*self._lines.finish(), b""])
+
+    def _translate(self, lines) -> bytes:
+        out = []
+        for line in lines:
+            if (event := self._events.decode_line(line)) is not None:
+                out.extend(self._renderer.render(e) for e in self._parser.feed(event))
+        return b"".join(out)

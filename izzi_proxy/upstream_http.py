@@ -1,0 +1,145 @@
+"""What every HTTP provider shares: POST a JSON body, commit after the status and (for a
+stream) the first event, enforce the timeouts, and turn failures into UpstreamErrors.
+
+Timeouts per upstream: ``connect_timeout_s`` to connect; ``first_byte_timeout_s`` until a
+stream's first event, or a plain answer's whole body; ``idle_timeout_s`` between stream
+chunks after that (one watchdog timer per stream, not one per chunk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from izzi_proxy import sse
+from izzi_proxy.config import UpstreamConfig
+from izzi_proxy.errors import UpstreamConnectionError, UpstreamError, upstream_error
+from izzi_proxy.providers import UpstreamReply
+
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+class HTTPUpstream:
+    def __init__(self, upstream: UpstreamConfig, session: aiohttp.ClientSession) -> None:
+        self.name = upstream.name
+        self._session = session
+        self._first_byte_s = upstream.first_byte_timeout_s
+        self._idle_s = upstream.idle_timeout_s
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout_s)
+
+    async def post(
+        self, url: str, body: dict[str, Any], headers: Mapping[str, str], stream: bool
+    ) -> UpstreamReply:
+        response: aiohttp.ClientResponse | None = None
+        try:
+            async with asyncio.timeout(self._first_byte_s):
+                response = await self._session.post(
+                    url, data=orjson.dumps(body), headers=headers, timeout=self._timeout
+                )
+                if response.status >= 400:
+                    raise await self._error(response)
+                if not stream:
+                    return UpstreamReply(response.status, response.headers, await response.read())
+                head = await self._first_event(response)
+        except BaseException as exc:
+            if response is not None:
+                response.close()
+            if isinstance(exc, TimeoutError):
+                raise UpstreamConnectionError(
+                    f"Upstream {self.name!r} did not answer within {self._first_byte_s:g} s",
+                    upstream=self.name,
+                ) from None
+            if isinstance(exc, aiohttp.ClientError):
+                raise UpstreamConnectionError(
+                    f"Could not reach upstream {self.name!r}: {exc}", upstream=self.name
+                ) from None
+            raise
+
+        async def close() -> None:
+            response.close()
+
+        return UpstreamReply(response.status, response.headers, head, self._rest(response), close)
+
+    async def _first_event(self, response: aiohttp.ClientResponse) -> bytes:
+        head = b""
+        while not sse.has_complete_event(head):
+            chunk = await response.content.readany()
+            if not chunk:
+                raise UpstreamConnectionError(
+                    f"Upstream {self.name!r} closed the stream before its first event", upstream=self.name
+                )
+            head += chunk
+        if b'"error"' not in head:
+            return head  # the usual case: no need to decode the first event
+        first = next(sse.iter_events(head), None)
+        if first is not None and (error := _error_of(first.data)) is not None:
+            raise UpstreamError(
+                f"Upstream {self.name!r} failed the stream at its start: {error}",
+                upstream=self.name,
+                retryable=True,
+            )
+        return head
+
+    async def _rest(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        timed_out = False
+
+        def watchdog() -> None:
+            nonlocal handle, timed_out
+            idle = loop.time() - last
+            if idle >= self._idle_s:
+                timed_out = True
+                response.close()
+            else:
+                handle = loop.call_later(self._idle_s - idle, watchdog)
+
+        handle = loop.call_later(self._idle_s, watchdog)
+        try:
+            async for chunk in response.content.iter_any():
+                last = loop.time()
+                yield chunk
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            reason = f"sent nothing for {self._idle_s:g} s" if timed_out else f"broke off the stream: {exc}"
+            raise UpstreamConnectionError(f"Upstream {self.name!r} {reason}", upstream=self.name) from None
+        finally:
+            handle.cancel()
+        if timed_out:
+            raise UpstreamConnectionError(
+                f"Upstream {self.name!r} sent nothing for {self._idle_s:g} s", upstream=self.name
+            )
+
+    async def _error(self, response: aiohttp.ClientResponse) -> UpstreamError:
+        body = await response.content.read(_ERROR_BODY_LIMIT)
+        response.close()
+        return upstream_error(self.name, response.status, message_of(body))
+
+
+def _error_of(data: str) -> str | None:
+    """The message of an error event (OpenAI's ``{"error": …}``, Anthropic's
+    ``{"type": "error", "error": …}``), or None for any other event."""
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(event, dict) or "error" not in event:
+        return None
+    return message_of(data.encode())
+
+
+def message_of(body: bytes) -> str:
+    """The message of an OpenAI- or Anthropic-style error body, or the body's start."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:500].decode("utf-8", "replace").strip() or "(empty body)"
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"]
+    if isinstance(error, str):
+        return error
+    return body[:500].decode("utf-8", "replace")
