@@ -32,7 +32,7 @@ def test_bundled_config_loads_with_the_whole_catalog() -> None:
     assert config.storage.database_url == "sqlite:///data/izzi.sqlite3"
     assert config.storage.limiter_url == "memory://"
     for upstream in config.upstreams.values():
-        if upstream.kind == "openai":
+        if upstream.kind in ("openai", "anthropic"):
             assert isinstance(upstream.api_key, Secret) and upstream.api_key.value is None
 
 
@@ -40,7 +40,7 @@ def test_bundled_config_loads_with_the_whole_catalog() -> None:
     ("var", "upstream", "default"),
     [
         ("OPENAI", "openai", "https://api.openai.com/v1"),
-        ("ANTHROPIC", "anthropic", "https://api.anthropic.com/v1"),
+        ("ANTHROPIC", "anthropic", "https://api.anthropic.com"),
         ("OPENROUTER", "openrouter", "https://openrouter.ai/api/v1"),
         ("CEREBRAS", "cerebras", "https://api.cerebras.ai/v1"),
         ("XAI", "xai", "https://api.x.ai/v1"),
