@@ -5,6 +5,16 @@ Messages API. Both pick a scenario from the model name (TensorZero's dummy provi
 record every request they receive under ``RECEIVED``.
 """
 
+from izzi_proxy.testing.anthropic import MessageScript, fake_anthropic_app, sign_thinking
 from izzi_proxy.testing.openai import DISCONNECTS, RECEIVED, ChatScript, Received, fake_openai_app
 
-__all__ = ["DISCONNECTS", "RECEIVED", "ChatScript", "Received", "fake_openai_app"]
+__all__ = [
+    "DISCONNECTS",
+    "RECEIVED",
+    "ChatScript",
+    "MessageScript",
+    "Received",
+    "fake_anthropic_app",
+    "fake_openai_app",
+    "sign_thinking",
+]
