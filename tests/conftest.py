@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anthropic
 import openai
 import pytest
 from aiohttp import web
@@ -19,9 +20,10 @@ from izzi_proxy.app import create_app
 from izzi_proxy.config import Config, load_config
 from izzi_proxy.keys import LEDGER, USAGE_WRITER
 from izzi_proxy.ledger import Ledger, UsageRecord
-from izzi_proxy.testing import RECEIVED, Received, fake_openai_app
+from izzi_proxy.testing import RECEIVED, Received, fake_anthropic_app, fake_openai_app
 
 UPSTREAM_KEY = "sk-upstream-test"
+ANTHROPIC_KEY = "sk-ant-upstream-test"
 
 # Client model id -> the fake upstream's model name, which picks its scenario.
 TEST_MODELS = {
@@ -41,7 +43,24 @@ TEST_MODELS = {
     "fallback-dead": ["dead:upstream-gpt-4o", "fake:upstream-fallback-ok"],
     "unreachable": ["dead:upstream-gpt-4o"],
     "needs-key": ["nokey:upstream-gpt-4o"],
+    "gpt-reasoning": ["fake:upstream-reasoning"],
+    "gpt-length": ["fake:upstream-length"],
+    # Anthropic-format upstream (the fake picks its scenario from these names too)
+    "claude": ["claude:claude-echo"],
+    "claude-tools": ["claude:claude-tools"],
+    "claude-thinking": ["claude:claude-thinking-tools"],
+    "claude-redacted": ["claude:claude-redacted-tools"],
+    "claude-max-tokens": ["claude:claude-max_tokens"],
+    "claude-stop-seq": ["claude:claude-stop_seq"],
+    "claude-error-529": ["claude:error_529"],
+    "claude-error-400": ["claude:error_400"],
+    "claude-stream-error": ["claude:stream_error_after_2"],
+    "claude-cut": ["claude:cut_after_2"],
+    "claude-slow": ["claude:slow_100"],
+    "claude-fallback": ["claude:error_529", "fake:upstream-fallback-ok"],
 }
+# Models that take a reasoning effort / thinking budget.
+REASONING = {"gpt-reasoning", "claude-thinking", "claude-redacted", "claude"}
 
 
 def free_port() -> int:
@@ -54,6 +73,7 @@ def write_config(
     directory: Path,
     upstream_url: str,
     *,
+    anthropic_url: str = "http://127.0.0.1:9/",
     server: str = "",
     models: dict[str, list[str]] | None = None,
     extra_upstreams: str = "",
@@ -63,7 +83,8 @@ def write_config(
     (directory / "models.toml").write_text(
         "".join(
             f'[models."{mid}"]\nname = "{mid}"\ntier = "standard"\ninput = 1.0\noutput = 2.0\n'
-            f"context = 128000\nroutes = {routes!r}\n\n".replace("'", '"')
+            f"context = 128000\nreasoning = {str(mid in REASONING).lower()}\n"
+            f"routes = {routes!r}\n\n".replace("'", '"')
             for mid, routes in models.items()
         )
     )
@@ -92,6 +113,13 @@ connect_timeout_s = 1
 kind = "openai"
 base_url = "{upstream_url}"
 api_key = "env:IZZI_TEST_UNSET_KEY"
+
+[upstreams.claude]
+kind = "anthropic"
+base_url = "{anthropic_url}"
+api_key = "env:IZZI_TEST_ANTHROPIC_KEY"
+first_byte_timeout_s = 1
+idle_timeout_s = 1
 {extra_upstreams}
 """
     )
@@ -104,6 +132,7 @@ class Gateway:
     server: TestServer
     key: str
     upstream: TestServer | None
+    anthropic_upstream: TestServer | None = None
 
     @property
     def url(self) -> str:
@@ -117,6 +146,18 @@ class Gateway:
     def received(self) -> list[Received]:
         assert self.upstream is not None
         return self.upstream.app[RECEIVED]
+
+    @property
+    def anthropic_received(self) -> list[Received]:
+        assert self.anthropic_upstream is not None
+        return self.anthropic_upstream.app[RECEIVED]
+
+    def anthropic(self, **kwargs) -> anthropic.AsyncAnthropic:
+        """The anthropic SDK pointed at the gateway (its base URL has no /v1)."""
+        kwargs.setdefault("max_retries", 0)
+        kwargs.setdefault("base_url", str(self.server.make_url("")))
+        kwargs.setdefault("api_key", self.key)
+        return anthropic.AsyncAnthropic(**kwargs)
 
     def client(self, **kwargs) -> openai.AsyncOpenAI:
         kwargs.setdefault("max_retries", 0)
@@ -133,12 +174,18 @@ class Gateway:
 @pytest.fixture
 def upstream_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IZZI_TEST_UPSTREAM_KEY", UPSTREAM_KEY)
+    monkeypatch.setenv("IZZI_TEST_ANTHROPIC_KEY", ANTHROPIC_KEY)
     monkeypatch.delenv("IZZI_TEST_UNSET_KEY", raising=False)
 
 
 @pytest.fixture
 async def upstream(aiohttp_server) -> TestServer:
     return await aiohttp_server(fake_openai_app(api_key=UPSTREAM_KEY))
+
+
+@pytest.fixture
+async def anthropic_upstream(aiohttp_server) -> TestServer:
+    return await aiohttp_server(fake_anthropic_app(api_key=ANTHROPIC_KEY))
 
 
 async def start_gateway(
@@ -152,12 +199,25 @@ async def start_gateway(
 
 
 @pytest.fixture
-async def gateway(aiohttp_server, upstream: TestServer, tmp_path: Path, upstream_env: None) -> Gateway:
-    config = load_config(write_config(tmp_path, str(upstream.make_url("/v1"))))
-    return await start_gateway(aiohttp_server, config, upstream)
+async def gateway(
+    aiohttp_server, upstream: TestServer, anthropic_upstream: TestServer, tmp_path: Path, upstream_env: None
+) -> Gateway:
+    path = write_config(
+        tmp_path, str(upstream.make_url("/v1")), anthropic_url=str(anthropic_upstream.make_url(""))
+    )
+    gateway = await start_gateway(aiohttp_server, load_config(path), upstream)
+    gateway.anthropic_upstream = anthropic_upstream
+    return gateway
 
 
 @pytest.fixture
 async def client(gateway: Gateway) -> AsyncIterator[openai.AsyncOpenAI]:
     async with gateway.client() as client:
+        yield client
+
+
+@pytest.fixture
+async def claude(gateway: Gateway) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    """The anthropic SDK as the client."""
+    async with gateway.anthropic() as client:
         yield client

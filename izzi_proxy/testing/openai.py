@@ -14,6 +14,9 @@ model name contains          behaviour
 ``cut_after_<n>``            stream n content chunks, then end cleanly without ``[DONE]``
 ``abort_after_<n>``          stream n content chunks, then drop the connection
 ``usage_in_choice``          usage on the last choice chunk, no separate usage chunk
+``reasoning``                with ``reasoning_effort`` set: ``reasoning_content`` before the
+                             answer ("Thinking (<effort>) about: <text>")
+``length``                   finish_reason ``length``
 ``slow_<ms>``                wait that long before each chunk
 ``hang``                     never answer
 ==========================  ==================================================================
@@ -26,6 +29,7 @@ provider (``plugins/mock``) plays the same scripts without a socket.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import re
 import secrets
@@ -84,6 +88,9 @@ class ChatScript:
         self.scenario_tools = "tools" in model
         self.usage_in_choice = "usage_in_choice" in model
         self.hang = "hang" in model
+        effort = self.body.get("reasoning_effort")
+        self.reasoning = f"Thinking ({effort}) about: " if "reasoning" in model and effort else None
+        self.finish_stop = "length" if "length" in model else "stop"
 
     # -- what to say ------------------------------------------------------------------
 
@@ -174,12 +181,14 @@ class ChatScript:
             }
             if calls:
                 message["tool_calls"] = calls
+            if self.reasoning:
+                message["reasoning_content"] = self.reasoning + self.text(i)
             choices.append(
                 {
                     "index": i,
                     "message": message,
                     "logprobs": None,
-                    "finish_reason": "tool_calls" if calls else "stop",
+                    "finish_reason": "tool_calls" if calls else self.finish_stop,
                 }
             )
         return {
@@ -232,6 +241,9 @@ class ChatScript:
         )
         calls = self._tool_calls()
         pieces: list[list[dict[str, Any]]] = []
+        if self.reasoning:
+            pieces.append([delta(0, {"reasoning_content": self.reasoning})])
+            pieces.append([delta(0, {"reasoning_content": self.text(0)})])
         if calls:
             for index, call in enumerate(calls):
                 args = call["function"]["arguments"]
@@ -258,7 +270,7 @@ class ChatScript:
                     yield b"data: " + orjson.dumps(self.error_body(500)) + b"\n\n"
                 return
             yield self._chunk(row)
-        finish = "tool_calls" if calls else "stop"
+        finish = "tool_calls" if calls else self.finish_stop
         if self.usage_in_choice:
             yield self._chunk([delta(i, {}, finish) for i in range(self.n)], usage=self.usage())
         else:
@@ -284,6 +296,53 @@ DISCONNECTS: web.AppKey[asyncio.Queue[str]] = web.AppKey("fake.disconnects")
 _API_KEY: web.AppKey[str | None] = web.AppKey("fake.api_key")
 
 
+@functools.cache
+def _validators() -> dict[str, Any]:
+    """pydantic views of the openai SDK's request types, built on first use (importing the
+    SDK costs a second; the mock provider imports this module)."""
+    import pydantic
+    from openai.types.chat import (
+        ChatCompletionMessageParam,
+        ChatCompletionToolChoiceOptionParam,
+        ChatCompletionToolUnionParam,
+    )
+
+    return {
+        "messages": pydantic.TypeAdapter(list[ChatCompletionMessageParam]),
+        "tools": pydantic.TypeAdapter(list[ChatCompletionToolUnionParam]),
+        "tool_choice": pydantic.TypeAdapter(ChatCompletionToolChoiceOptionParam),
+    }
+
+
+def invalid_request(body: Any) -> str | None:
+    """Why OpenAI would refuse ``body`` (checked against the SDK's request types), or None.
+
+    The SDK's ``CompletionCreateParams`` types ``messages`` as an Iterable, which pydantic
+    validates lazily, so the lists are checked one by one here.
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        return "`model` is required"
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        return "`messages` must be a non-empty array"
+    for key, adapter in _validators().items():
+        if key in body:
+            try:
+                adapter.validate_python(body[key], strict=False)
+            except Exception as exc:  # pydantic.ValidationError
+                return f"Invalid `{key}`: {exc}"
+    if "max_tokens" in body and "max_completion_tokens" in body:
+        return "Send `max_tokens` or `max_completion_tokens`, not both"
+    if len(body.get("stop") or []) > 4 and isinstance(body.get("stop"), list):
+        return "`stop` takes at most 4 sequences"
+    ids = {
+        c["id"] for m in body["messages"] if m.get("role") == "assistant" for c in m.get("tool_calls") or []
+    }
+    for message in body["messages"]:
+        if message.get("role") == "tool" and message.get("tool_call_id") not in ids:
+            return f"tool message answers unknown tool_call_id {message.get('tool_call_id')!r}"
+    return None
+
+
 def fake_openai_app(api_key: str | None = "sk-upstream-test", chunks: int = 4) -> web.Application:
     """An aiohttp app that answers like OpenAI's ``/v1/chat/completions`` and ``/v1/models``."""
     app = web.Application()
@@ -300,6 +359,9 @@ def fake_openai_app(api_key: str | None = "sk-upstream-test", chunks: int = 4) -
                            "param": None, "code": "invalid_api_key"}},
                 status=401,
             )  # fmt: skip
+        if (problem := invalid_request(body)) is not None:
+            error = {"message": problem, "type": "invalid_request_error", "param": None, "code": None}
+            return web.json_response({"error": error}, status=400)
         script = ChatScript(body, chunks=chunks)
         if script.hang:
             await asyncio.Event().wait()

@@ -20,3 +20,16 @@ async def assert_openai_error(resp: aiohttp.ClientResponse, status: int, type_: 
     assert "Traceback" not in error["message"]
     assert resp.headers.get("x-request-id", "").startswith("req_")
     return error
+
+
+async def assert_anthropic_error(resp: aiohttp.ClientResponse, status: int, type_: str) -> dict[str, Any]:
+    """Anthropic's error envelope with our status table; returns the error object."""
+    assert resp.status == status, await resp.text()
+    assert resp.content_type == "application/json"
+    body = await resp.json()
+    assert body["type"] == "error" and set(body) == {"type", "error"}, body
+    error = body["error"]
+    assert error["type"] == type_, error
+    assert isinstance(error["message"], str) and error["message"] and "Traceback" not in error["message"]
+    assert resp.headers.get("x-request-id", "").startswith("req_")
+    return error
