@@ -14,6 +14,7 @@ The gateway runs as ``python -m izzi_proxy serve`` on a config written by
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 import asyncio
 import signal
 import socket
@@ -100,30 +101,40 @@ class Children:
                 proc.kill()
 
 
-def write_gateway_config(directory: Path, upstream_v1: str) -> Path:
-    """izzi.toml + models.toml: one upstream (the fake, no key), one model ``bench-echo``."""
+def write_gateway_config(directory: Path, upstream_v1: str, anthropic_root: str) -> Path:
+    """izzi.toml + models.toml: the two fakes as upstreams (no keys); ``bench-echo`` served by
+    the OpenAI fake (passthrough for an OpenAI client), ``bench-claude`` by the Anthropic
+    fake (translated for an OpenAI client)."""
     (directory / "models.toml").write_text(
-        '[models."bench-echo"]\nname = "bench-echo"\ntier = "standard"\n'
-        'input = 1.0\noutput = 2.0\ncontext = 128000\nroutes = ["fake:bench-echo"]\n'
+        "".join(
+            f'[models."{model}"]\nname = "{model}"\ntier = "standard"\n'
+            f'input = 1.0\noutput = 2.0\ncontext = 128000\nroutes = ["{route}"]\n\n'
+            for model, route in (("bench-echo", "fake:bench-echo"), ("bench-claude", "claude:bench-echo"))
+        )
     )
     path = directory / "izzi.toml"
     path.write_text(
         f'[server]\nlog_level = "warning"\n\n'
         f'[storage]\ndatabase_url = "sqlite:///{directory}/izzi.sqlite3"\n\n'
-        f'[upstreams.fake]\nkind = "openai"\nbase_url = "{upstream_v1}"\n'
+        f'[upstreams.fake]\nkind = "openai"\nbase_url = "{upstream_v1}"\n\n'
+        f'[upstreams.claude]\nkind = "anthropic"\nbase_url = "{anthropic_root}"\n'
     )
     return path
 
 
 def start_servers(children: Children, chunks: int) -> tuple[dict, str]:
-    """Start upstream, relay and gateway; returns {target: (url, pid)} and the gateway key."""
-    up_port, relay_port, gw_port = free_ports(3)
+    """Start the upstreams, the relay and the gateway; returns {target: Target} and the key."""
+    up_port, relay_port, gw_port, ant_port = free_ports(4)
     me = str(Path(__file__).resolve())
     upstream = children.start("upstream", me, "upstream", f"--port={up_port}", f"--chunks={chunks}")
+    anthropic = children.start("anthropic", me, "anthropic", f"--port={ant_port}", f"--chunks={chunks}")
     children.wait_ready("upstream", up_port)
+    children.wait_ready("anthropic", ant_port)
     up_chat = f"http://127.0.0.1:{up_port}/v1/chat/completions"
     relay = children.start("bare", me, "relay", f"--port={relay_port}", f"--upstream={up_chat}")
-    config = str(write_gateway_config(children.tmp, f"http://127.0.0.1:{up_port}/v1"))
+    config = str(
+        write_gateway_config(children.tmp, f"http://127.0.0.1:{up_port}/v1", f"http://127.0.0.1:{ant_port}")
+    )
     made = subprocess.run(
         [PY, "-m", "izzi_proxy", "keys", "create", "--name", "bench", "--config", config],
         cwd=ROOT, capture_output=True, text=True,
@@ -134,12 +145,24 @@ def start_servers(children: Children, chunks: int) -> tuple[dict, str]:
     gateway = children.start("gateway", *serve)
     children.wait_ready("bare", relay_port)
     children.wait_ready("gateway", gw_port, health="/healthz")
+    gateway_chat = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
     targets = {
-        "direct": (up_chat, upstream.pid),
-        "bare": (f"http://127.0.0.1:{relay_port}/v1/chat/completions", relay.pid),
-        "gateway": (f"http://127.0.0.1:{gw_port}/v1/chat/completions", gateway.pid),
+        "direct": Target(up_chat, upstream.pid, "bench-echo", upstream.pid),
+        "bare": Target(
+            f"http://127.0.0.1:{relay_port}/v1/chat/completions", relay.pid, "bench-echo", upstream.pid
+        ),
+        "gateway": Target(gateway_chat, gateway.pid, "bench-echo", upstream.pid),
+        "translated": Target(gateway_chat, gateway.pid, "bench-claude", anthropic.pid),
     }
     return targets, made.stdout.strip()
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    pid: int  # the server under test
+    model: str
+    upstream_pid: int
 
 
 # -- in the child processes: the fake upstream and the bare relay ----------------------------
@@ -152,10 +175,11 @@ class _Discard(list):
         pass
 
 
-def upstream_app(chunks: int) -> web.Application:
-    from izzi_proxy.testing import RECEIVED, fake_openai_app
+def upstream_app(chunks: int, fake: str) -> web.Application:
+    from izzi_proxy.testing import RECEIVED, fake_anthropic_app, fake_openai_app
 
-    app = fake_openai_app(api_key=None, chunks=chunks)
+    make = fake_anthropic_app if fake == "anthropic" else fake_openai_app
+    app = make(api_key=None, chunks=chunks)
     app[RECEIVED] = _Discard()
     return app
 
@@ -191,7 +215,7 @@ def relay_app(upstream_url: str) -> web.Application:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("role", choices=("upstream", "relay"))
+    parser.add_argument("role", choices=("upstream", "anthropic", "relay"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--chunks", type=int, default=20)
     parser.add_argument("--upstream", help="the relay's upstream chat completions URL")
@@ -200,7 +224,7 @@ def main() -> None:
         from uvloop import new_event_loop
     except ImportError:
         new_event_loop = asyncio.new_event_loop
-    app = upstream_app(args.chunks) if args.role == "upstream" else relay_app(args.upstream)
+    app = relay_app(args.upstream) if args.role == "relay" else upstream_app(args.chunks, args.role)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None, loop=new_event_loop())
 
 

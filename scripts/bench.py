@@ -106,9 +106,10 @@ async def drive(session, url, headers, body, conc, seconds) -> tuple[list[float]
     return latencies, errors, clock() - begin
 
 
-async def measure(session, target, url, headers, pids, scenario, conc, seconds) -> Result:
-    """Warm up, then one measured window; ``pids`` = (server under test, upstream)."""
-    body = json.dumps({"model": "bench-echo", "messages": PROMPT, "stream": scenario == "stream"})
+async def measure(session, name, target, headers, scenario, conc, seconds) -> Result:
+    """Warm up, then one measured window; CPU of the server under test and its upstream."""
+    url, pids = target.url, (target.pid, target.upstream_pid)
+    body = json.dumps({"model": target.model, "messages": PROMPT, "stream": scenario == "stream"})
     headers = {**headers, "Content-Type": "application/json"}
     await drive(session, url, headers, body.encode(), conc, min(WARMUP_S, seconds))
     cpu0 = (*map(cpu_seconds, pids), time.process_time())
@@ -118,23 +119,22 @@ async def measure(session, target, url, headers, pids, scenario, conc, seconds) 
     per_req = [(b - a) * 1000 / max(n, 1) for a, b in zip(cpu0, cpu1, strict=True)]
     latencies.sort()
     p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
-    return Result(target, scenario, conc, n, errors, round(wall, 3), n / wall, p50, p99, *per_req)
+    return Result(name, scenario, conc, n, errors, round(wall, 3), n / wall, p50, p99, *per_req)
 
 
 async def run(args: argparse.Namespace, targets: dict, key: str) -> list[Result]:
-    names = ["bare", "gateway"] if args.no_direct else ["direct", "bare", "gateway"]
+    names = ["bare", "gateway", "translated"]
+    if not args.no_direct:
+        names.insert(0, "direct")
     headers = {"Authorization": f"Bearer {key}"}  # sent to every target: same client cost
-    upstream_pid = targets["direct"][1]
     results = []
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         # bare right before gateway, in each scenario: both see the same machine state
         for scenario, conc, name in itertools.product(args.scenarios, args.concurrency, names):
-            url, pid = targets[name]
-            print(f"  {name:<8} {scenario:<7} c={conc:<3}", end="", flush=True, file=sys.stderr)
-            pids = (pid, upstream_pid)
-            r = await measure(session, name, url, headers, pids, scenario, conc, args.seconds)
+            print(f"  {name:<10} {scenario:<7} c={conc:<3}", end="", flush=True, file=sys.stderr)
+            r = await measure(session, name, targets[name], headers, scenario, conc, args.seconds)
             print(f" {r.rps:8.0f} req/s", file=sys.stderr)
             if not r.requests:
                 raise RuntimeError(f"{name} answered no request successfully ({r.errors} errors)")
@@ -156,11 +156,11 @@ def print_rows(columns: list[tuple[str, str]], rows: list[list]) -> None:
         print(line.rstrip() + ("\n" + "-" * len(line) if n == 0 else ""))
 
 
-def compare(results: list[Result]) -> list[dict]:
-    """The gateway against the bare relay, per scenario and concurrency."""
-    bare = {(r.scenario, r.concurrency): r for r in results if r.target == "bare"}
+def compare(results: list[Result], target: str = "gateway", base_target: str = "bare") -> list[dict]:
+    """``target`` against ``base_target``, per scenario and concurrency."""
+    bare = {(r.scenario, r.concurrency): r for r in results if r.target == base_target}
     rows = []
-    for gw in (r for r in results if r.target == "gateway"):
+    for gw in (r for r in results if r.target == target):
         base = bare[gw.scenario, gw.concurrency]
         cpu_ratio = gw.server_cpu_ms_per_req / max(base.server_cpu_ms_per_req, 1e-9)
         added = gw.p50_ms - base.p50_ms if gw.concurrency == 1 else None
@@ -174,7 +174,7 @@ def compare(results: list[Result]) -> list[dict]:
     return rows
 
 
-def report(results: list[Result], rows: list[dict]) -> None:
+def report(results: list[Result], rows: list[dict], translated: list[dict]) -> None:
     print_rows(
         [("target", "<"), ("scenario", "<"), ("conc", ""), ("requests", ""), ("errors", ""),
          ("RPS", ".0f"), ("p50 ms", ".2f"), ("p99 ms", ".2f"), ("server CPU ms/req", ".3f"),
@@ -194,8 +194,18 @@ def report(results: list[Result], rows: list[dict]) -> None:
           verdict[c["cpu_pass"]], verdict[c["latency_pass"]]] for c in rows],
     )  # fmt: skip
     print(
+        "\nTranslated (OpenAI client -> Anthropic upstream) vs passthrough (OpenAI -> OpenAI), same gateway:"
+    )
+    print_rows(
+        [("scenario", "<"), ("conc", ""), ("CPU/req ratio", ".2f"), ("RPS ratio", ".2f"), ("added p50 ms", "")],
+        [[c["scenario"], c["concurrency"], c["cpu_ratio"], c["rps_ratio"],
+          "-" if c["added_p50_ms"] is None else f"{c['added_p50_ms']:+.3f}"] for c in translated],
+    )  # fmt: skip
+    print(
         "\nserver CPU = utime+stime of the process under test per completed request (the direct"
         "\nrow's server is the upstream itself); latency = whole request until its last byte."
+        "\nThe translated rows' upstream is the fake Anthropic API (it validates every request"
+        "\nwith pydantic, so its own CPU is higher); their server CPU is the gateway's."
     )
 
 
@@ -247,11 +257,13 @@ def main() -> int:
     }  # fmt: skip
     print("\n" + ", ".join(f"{k}={v}" for k, v in info.items()) + "\n")
     rows = compare(results)
-    report(results, rows)
+    translated = compare(results, "translated", "gateway")
+    report(results, rows, translated)
     if gateway_log:
         print(f"\ngateway log (warnings and above):\n{gateway_log}")
     if args.json:
-        data = {"info": info, "results": [asdict(r) for r in results], "gateway_vs_bare": rows}
+        data = {"info": info, "results": [asdict(r) for r in results], "gateway_vs_bare": rows,
+                "translated_vs_passthrough": translated}  # fmt: skip
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
         print(f"\nwrote {args.json}")
     return 0
