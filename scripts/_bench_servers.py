@@ -14,7 +14,6 @@ The gateway runs as ``python -m izzi_proxy serve`` on a config written by
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 import asyncio
 import signal
 import socket
@@ -22,6 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp

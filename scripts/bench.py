@@ -197,7 +197,8 @@ def report(results: list[Result], rows: list[dict], translated: list[dict]) -> N
         "\nTranslated (OpenAI client -> Anthropic upstream) vs passthrough (OpenAI -> OpenAI), same gateway:"
     )
     print_rows(
-        [("scenario", "<"), ("conc", ""), ("CPU/req ratio", ".2f"), ("RPS ratio", ".2f"), ("added p50 ms", "")],
+        [("scenario", "<"), ("conc", ""), ("CPU/req ratio", ".2f"), ("RPS ratio", ".2f"),
+         ("added p50 ms", "")],
         [[c["scenario"], c["concurrency"], c["cpu_ratio"], c["rps_ratio"],
           "-" if c["added_p50_ms"] is None else f"{c['added_p50_ms']:+.3f}"] for c in translated],
     )  # fmt: skip
