@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -86,9 +87,11 @@ def serve(config: Config, args: argparse.Namespace) -> int:
         loop = uvloop.new_event_loop()
     except ImportError:
         loop = asyncio.new_event_loop()
+    app = create_app(config)
+    app.on_startup.append(_freeze_heap)
     try:
         web.run_app(
-            create_app(config),
+            app,
             host=host,
             port=port,
             shutdown_timeout=config.server.shutdown_timeout_s + SHUTDOWN_GRACE_S,
@@ -103,6 +106,14 @@ def serve(config: Config, args: argparse.Namespace) -> int:
         print(f"izzi-proxy: config error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+async def _freeze_heap(app: web.Application) -> None:
+    """After start-up, everything loaded so far (SDKs, plugins, config) lives as long as the
+    process: move it out of the cyclic collector's view. Without this, each full collection
+    scans the SDKs' many thousand objects: ~100 ms pauses that set the p99 under load."""
+    gc.collect()
+    gc.freeze()
 
 
 def check_config(config: Config) -> int:

@@ -78,8 +78,6 @@ def generation(dialect: Dialect) -> Handler:
         sent = await request.app[ROUTER].send(entry, dialect, parsed, request[REQUEST_ID], headers)
         record.upstream, record.upstream_model = sent.route.upstream, sent.route.model
         passthrough = sent.passthrough(dialect)
-        if passthrough:
-            record.extra["passthrough"] = True
         if parsed.stream:
             tap = (
                 dialect.stream_tap(parsed)
