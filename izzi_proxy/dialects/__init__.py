@@ -100,6 +100,9 @@ def parse_data_url(url: str) -> tuple[str, str] | None:
     return header.removesuffix(";base64") or "application/octet-stream", data
 
 
+KNOWN_FORMATS = frozenset({"openai_chat", "anthropic_messages"})
+
+
 def by_name(name: str) -> Dialect:
     """The dialect (wire codec) of a format, by its name."""
     from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
