@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from izzi_proxy import handlers, middleware, relay
+from izzi_proxy import handlers, middleware, relay, responses_api
 from izzi_proxy.config import Config
 from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
@@ -33,6 +33,7 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
     # anything else (the ledger's worker thread) is running.
     app.cleanup_ctx.append(lambda app: _upstreams(app, providers))
     app.cleanup_ctx.append(_ledger)
+    app.cleanup_ctx.append(responses_api.purge_expired)
     app[STREAMS] = set()
     app.on_response_prepare.append(add_request_id)
     app.on_shutdown.append(relay.stop_streams)
@@ -43,6 +44,9 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
         app.router.add_post(f"{prefix}/chat/completions", chat)
         app.router.add_post(f"{prefix}/messages", messages)
         app.router.add_post(f"{prefix}/messages/count_tokens", handlers.count_tokens)
+        app.router.add_post(f"{prefix}/responses", responses_api.create)
+        app.router.add_get(f"{prefix}/responses/{{response_id}}", responses_api.retrieve)
+        app.router.add_delete(f"{prefix}/responses/{{response_id}}", responses_api.delete)
         app.router.add_get(f"{prefix}/models", handlers.list_models)
         app.router.add_get(f"{prefix}/models/{{model:.+}}", handlers.get_model)
     app.router.add_get("/healthz", handlers.health)

@@ -142,6 +142,7 @@ class Request:
     user: str | None = None
     stream: bool = False
     include_usage: bool = False  # an OpenAI client asked for the usage chunk
+    response_format: dict[str, Any] | None = None  # OpenAI's: {"type": "json_schema", "json_schema": {...}}
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,7 @@ class StorageConfig:
     database_url: str = "sqlite:///data/izzi.sqlite3"
     limiter_url: str = "memory://"
     key_cache_s: float = 10.0
+    responses_retention_days: float = 30.0  # stored Responses answers; 0 keeps them forever
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +260,10 @@ def _storage(r: _Reader) -> StorageConfig:
         database_url=r.url("database_url", d.database_url, ("sqlite",)),
         limiter_url=r.url("limiter_url", d.limiter_url, ("memory", "redis", "rediss")),
         key_cache_s=r.get("key_cache_s", float, d.key_cache_s),
+        responses_retention_days=r.get("responses_retention_days", float, d.responses_retention_days),
     )
+    if config.responses_retention_days < 0:
+        raise r.error("responses_retention_days", "must be 0 (keep forever) or more days")
     if config.key_cache_s < 0:
         raise r.error("key_cache_s", "must be 0 (no cache) or more seconds")
     r.reject_unknown()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
@@ -15,7 +16,7 @@ from aiohttp import web
 from izzi_proxy import relay, tokens
 from izzi_proxy.canonical import Usage
 from izzi_proxy.catalog import ModelEntry
-from izzi_proxy.dialects import Dialect
+from izzi_proxy.dialects import Dialect, ParsedRequest, StreamTap
 from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 from izzi_proxy.errors import InvalidRequest, NotFound, RequestTooLarge, UpstreamError
@@ -65,36 +66,47 @@ def _resolve(request: web.Request, model: str) -> ModelEntry:
     return entry
 
 
+@dataclass(slots=True)
+class Generated:
+    response: web.StreamResponse
+    tap: StreamTap | None = None  # a stream's tap, which saw the whole answer go by
+    body: bytes | None = None  # a plain answer as sent
+
+
+async def generate(request: web.Request, dialect: Dialect, parsed: ParsedRequest) -> Generated:
+    """Route a parsed request, relay the answer (passthrough or translated), meter it."""
+    record = request[RECORD]
+    entry = _resolve(request, parsed.model)
+    record.model, record.stream = entry.id, parsed.stream
+    headers = dialect.forward_headers(request.headers)
+    sent = await request.app[ROUTER].send(entry, dialect, parsed, request[REQUEST_ID], headers)
+    record.upstream, record.upstream_model = sent.route.upstream, sent.route.model
+    passthrough = sent.passthrough(dialect)
+    if parsed.stream:
+        tap = (
+            dialect.stream_tap(parsed)
+            if passthrough
+            else TranslatingTap(sent.wire.stream_parser(sent.route.upstream), dialect.stream_renderer(parsed))
+        )
+        return Generated(await relay.relay_stream(request, sent.reply, tap, dialect, record), tap=tap)
+
+    def answer(body: bytes) -> tuple[bytes, Usage | None]:
+        if passthrough:
+            return body, dialect.usage_of_body(body)
+        resp = sent.wire.parse_response(body, sent.route.upstream)
+        return dialect.render_response(resp, parsed), resp.usage
+
+    response = await relay.relay_body(sent.reply, record, answer)
+    return Generated(response, body=response.body)  # type: ignore[arg-type]
+
+
 def generation(dialect: Dialect) -> Handler:
-    """The handler for a dialect's generation route (chat completions, messages, responses)."""
+    """The handler for a dialect's generation route (chat completions, messages)."""
 
     @endpoint(dialect, metered=True)
     async def handle(request: web.Request) -> web.StreamResponse:
         parsed = dialect.parse(await read_body(request))
-        record = request[RECORD]
-        entry = _resolve(request, parsed.model)
-        record.model, record.stream = entry.id, parsed.stream
-        headers = dialect.forward_headers(request.headers)
-        sent = await request.app[ROUTER].send(entry, dialect, parsed, request[REQUEST_ID], headers)
-        record.upstream, record.upstream_model = sent.route.upstream, sent.route.model
-        passthrough = sent.passthrough(dialect)
-        if parsed.stream:
-            tap = (
-                dialect.stream_tap(parsed)
-                if passthrough
-                else TranslatingTap(
-                    sent.wire.stream_parser(sent.route.upstream), dialect.stream_renderer(parsed)
-                )
-            )
-            return await relay.relay_stream(request, sent.reply, tap, dialect, record)
-
-        def answer(body: bytes) -> tuple[bytes, Usage | None]:
-            if passthrough:
-                return body, dialect.usage_of_body(body)
-            resp = sent.wire.parse_response(body, sent.route.upstream)
-            return dialect.render_response(resp, parsed), resp.usage
-
-        return await relay.relay_body(sent.reply, record, answer)
+        return (await generate(request, dialect, parsed)).response
 
     return handle
 

@@ -74,7 +74,7 @@ class UpstreamUnavailable(Exception):
 @runtime_checkable
 class Provider(Protocol):
     kind: ClassVar[str]
-    wire_formats: ClassVar[frozenset[str]]
+    wire_formats: frozenset[str]  # the formats it can send; a class or an instance attribute
 
     @classmethod
     def from_config(cls, upstream: UpstreamConfig, session: ClientSession) -> Self:

@@ -56,7 +56,7 @@ async def relay_stream(
                 "The upstream ended the stream before it was complete", upstream=record.upstream or "-"
             )
     except GatewayError as err:
-        await _end_with_error(response, dialect, record, err)
+        await _end_with_error(response, dialect, record, err, tap)
     except ConnectionResetError:
         record.outcome = "client_closed"  # the client hung up; nobody to tell
         raise
@@ -70,7 +70,7 @@ async def relay_stream(
         raise
     except Exception:  # a bug after the first byte: the client still gets a proper end
         log.exception("request %s: relay failed", record.request_id)
-        await _end_with_error(response, dialect, record, ServerError("Internal server error"))
+        await _end_with_error(response, dialect, record, ServerError("Internal server error"), tap)
     finally:
         streams.discard(task)
         record.usage = tap.usage
@@ -82,11 +82,13 @@ async def relay_stream(
 
 
 async def _end_with_error(
-    response: web.StreamResponse, dialect: Dialect, record: UsageRecord, err: GatewayError
+    response: web.StreamResponse, dialect: Dialect, record: UsageRecord, err: GatewayError, tap: StreamTap
 ) -> None:
     record.outcome, record.error_type = "error", err.type
     log.warning("request %s: stream ended with %s: %s", record.request_id, err.type, err.message)
-    await response.write(dialect.stream_error(err))
+    # a tap that numbers its events (Responses) writes the error with the next number
+    frame = tap.error_frame(err) if hasattr(tap, "error_frame") else None
+    await response.write(frame or dialect.stream_error(err))
 
 
 async def stop_streams(app: web.Application) -> None:

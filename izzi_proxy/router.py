@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from izzi_proxy import canonical as c
 from izzi_proxy.catalog import ModelEntry, Route
-from izzi_proxy.dialects import KNOWN_FORMATS, Dialect, ParsedRequest, by_name
+from izzi_proxy.dialects import TRANSLATION_TARGETS, Dialect, ParsedRequest, by_name
 from izzi_proxy.errors import UpstreamError
 from izzi_proxy.providers import CountsTokens, Provider, UpstreamCall, UpstreamReply, Upstreams
 
@@ -47,8 +47,8 @@ class Router:
                 continue
             if dialect.name in provider.wire_formats:
                 found.append((route, provider, dialect))
-            elif known := sorted(f for f in provider.wire_formats if f in KNOWN_FORMATS):
-                found.append((route, provider, by_name(known[0])))
+            elif target := next((f for f in TRANSLATION_TARGETS if f in provider.wire_formats), None):
+                found.append((route, provider, by_name(target)))
         return found
 
     def token_counters(self, entry: ModelEntry) -> list[tuple[Route, CountsTokens]]:

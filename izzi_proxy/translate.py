@@ -10,6 +10,7 @@ from __future__ import annotations
 from izzi_proxy import canonical as c
 from izzi_proxy import sse
 from izzi_proxy.dialects import StreamParser, StreamRenderer
+from izzi_proxy.errors import GatewayError
 
 
 class TranslatingTap:
@@ -27,6 +28,16 @@ class TranslatingTap:
     @property
     def done(self) -> bool:
         return self._parser.done
+
+    def error_frame(self, error: GatewayError) -> bytes | None:
+        """The client's error event, from the renderer when it numbers its events."""
+        render = getattr(self._renderer, "error", None)
+        return render(error) if render is not None else None
+
+    @property
+    def final(self) -> dict | None:
+        """The renderer's final answer object, where the client's format has one (Responses)."""
+        return getattr(self._renderer, "final", None)
 
     def feed(self, chunk: bytes) -> bytes:
         return self._translate(self._lines.feed(chunk))

@@ -100,12 +100,17 @@ def parse_data_url(url: str) -> tuple[str, str] | None:
     return header.removesuffix(";base64") or "application/octet-stream", data
 
 
-KNOWN_FORMATS = frozenset({"openai_chat", "anthropic_messages"})
+# Formats a request can be translated into, in order of preference. (OpenAI Responses is a
+# client dialect and a passthrough wire format, not a target: every upstream that speaks it
+# speaks OpenAI chat too.)
+TRANSLATION_TARGETS = ("openai_chat", "anthropic_messages")
 
 
 def by_name(name: str) -> Dialect:
     """The dialect (wire codec) of a format, by its name."""
     from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
     from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
+    from izzi_proxy.dialects.openai_responses import OPENAI_RESPONSES
 
-    return {OPENAI_CHAT.name: OPENAI_CHAT, ANTHROPIC_MESSAGES.name: ANTHROPIC_MESSAGES}[name]
+    dialects = (OPENAI_CHAT, ANTHROPIC_MESSAGES, OPENAI_RESPONSES)
+    return {d.name: d for d in dialects}[name]  # type: ignore[misc]

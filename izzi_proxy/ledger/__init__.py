@@ -120,6 +120,19 @@ class UsageRecord:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class StoredResponse:
+    """A Responses-API answer kept for ``GET /v1/responses/{id}`` and ``previous_response_id``."""
+
+    id: str
+    account_id: int
+    model: str
+    created_at: float
+    expires_at: float | None
+    input: list[dict]  # the conversation before this answer, as Responses input items
+    response: dict  # the response object as the client received it
+
+
 class Ledger(Protocol):
     async def create_account(self, name: str, plan: str = "free") -> Account: ...
     async def get_account(self, name: str) -> Account | None: ...
@@ -137,6 +150,14 @@ class Ledger(Protocol):
         """Write a batch of records, all or none."""
 
     async def usage_records(self, request_id: str | None = None, limit: int = 100) -> list[UsageRecord]: ...
+    async def store_response(self, stored: StoredResponse) -> None: ...
+    async def get_response(self, account_id: int, response_id: str) -> StoredResponse | None:
+        """The account's stored response, unless it expired; another account's is None."""
+
+    async def delete_response(self, account_id: int, response_id: str) -> bool: ...
+    async def purge_responses(self, now: float) -> int:
+        """Delete expired responses; how many."""
+
     async def aclose(self) -> None: ...
 
 

@@ -25,6 +25,7 @@ from izzi_proxy.ledger import (
     Account,
     ApiKey,
     KeyCache,
+    StoredResponse,
     UsageRecord,
     hash_secret,
     new_secret,
@@ -75,6 +76,18 @@ MIGRATIONS = (
     );
     CREATE INDEX usage_records_account_time ON usage_records (account_id, started_at);
     CREATE INDEX usage_records_request ON usage_records (request_id);
+    """,
+    """
+    CREATE TABLE responses (
+        id          TEXT PRIMARY KEY,
+        account_id  INTEGER NOT NULL,
+        model       TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        expires_at  REAL,
+        input       TEXT NOT NULL,
+        response    TEXT NOT NULL
+    );
+    CREATE INDEX responses_expiry ON responses (expires_at);
     """,
 )
 
@@ -200,6 +213,39 @@ class SQLiteLedger:
                 _INSERT_USAGE + ",".join([_ROW_PLACEHOLDERS] * len(part)),
                 [value for record in part for value in _row(record)],
             )
+
+    # responses
+
+    async def store_response(self, stored: StoredResponse) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO responses"
+            " (id, account_id, model, created_at, expires_at, input, response) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (stored.id, stored.account_id, stored.model, stored.created_at, stored.expires_at,
+             orjson.dumps(stored.input).decode(), orjson.dumps(stored.response).decode()),
+        )  # fmt: skip
+
+    async def get_response(self, account_id: int, response_id: str) -> StoredResponse | None:
+        rows = await self._db.execute_fetchall(
+            "SELECT id, account_id, model, created_at, expires_at, input, response FROM responses"
+            " WHERE id = ? AND account_id = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (response_id, account_id, time.time()),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return StoredResponse(*row[:5], input=orjson.loads(row[5]), response=orjson.loads(row[6]))
+
+    async def delete_response(self, account_id: int, response_id: str) -> bool:
+        cur = await self._db.execute(
+            "DELETE FROM responses WHERE id = ? AND account_id = ?", (response_id, account_id)
+        )
+        return cur.rowcount == 1
+
+    async def purge_responses(self, now: float) -> int:
+        cur = await self._db.execute(
+            "DELETE FROM responses WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
+        )
+        return cur.rowcount
 
     async def usage_records(self, request_id: str | None = None, limit: int = 100) -> list[UsageRecord]:
         where, args = ("request_id = ?", (request_id,)) if request_id else ("1", ())

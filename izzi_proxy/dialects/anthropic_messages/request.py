@@ -312,6 +312,8 @@ def _thinking(req: c.Request, target: c.Target, max_tokens: int) -> int | None:
 
 
 def from_canonical(req: c.Request, target: c.Target) -> dict[str, Any]:
+    if req.response_format is not None:
+        log.info("translating to anthropic_messages: dropped response_format (no structured output)")
     max_tokens = req.max_tokens or DEFAULT_MAX_TOKENS
     if req.max_tokens is None and req.reasoning is not None and target.reasoning:
         max_tokens += BUDGET_BY_EFFORT.get(req.reasoning.effort or "", req.reasoning.budget_tokens or 8192)

@@ -330,6 +330,8 @@ def from_canonical(req: c.Request, target: c.Target) -> dict[str, Any]:
             body["parallel_tool_calls"] = req.parallel_tool_calls
     if req.user:
         body["user"] = req.user
+    if req.response_format is not None:
+        body["response_format"] = req.response_format
     if req.stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}

@@ -18,15 +18,19 @@ from izzi_proxy.upstream_http import HTTPUpstream
 
 __all__ = ["OpenAIProvider"]
 
-_PATHS = {"openai_chat": "/chat/completions"}
+_PATHS = {"openai_chat": "/chat/completions", "openai_responses": "/responses"}
 
 
 class OpenAIProvider:
+    """Options: ``responses = true`` where the upstream serves the Responses API too
+    (OpenAI does): Responses clients then pass through instead of being translated."""
+
     kind: ClassVar[str] = "openai"
-    wire_formats: ClassVar[frozenset[str]] = frozenset(_PATHS)
 
     def __init__(self, upstream: UpstreamConfig, session: ClientSession) -> None:
         self.name = upstream.name
+        responses = bool(upstream.options.get("responses", False))
+        self.wire_formats = frozenset(_PATHS if responses else ("openai_chat",))
         self._http = HTTPUpstream(upstream, session)
         self._base = (upstream.base_url or "").rstrip("/")
         self._headers = {"Content-Type": "application/json", **upstream.extra_headers}
@@ -37,10 +41,13 @@ class OpenAIProvider:
     def from_config(cls, upstream: UpstreamConfig, session: ClientSession) -> Self:
         if not upstream.base_url:
             raise ConfigError(upstream.source, "base_url", "an openai upstream needs a base_url")
-        if upstream.options:
-            raise ConfigError(
-                upstream.source, next(iter(upstream.options)), "unknown key for an openai upstream"
-            )
+        for key, value in upstream.options.items():
+            if key != "responses":
+                raise ConfigError(
+                    upstream.source, key, "unknown key for an openai upstream (options: responses)"
+                )
+            if not isinstance(value, bool):
+                raise ConfigError(upstream.source, key, f"must be true or false, got {value!r}")
         if upstream.api_key is not None and not upstream.api_key.value:
             raise UpstreamUnavailable(f"set {upstream.api_key.env} to use it")
         return cls(upstream, session)
