@@ -14,11 +14,12 @@ from izzi_proxy.errors import GatewayError
 
 
 class TranslatingTap:
-    __slots__ = ("_events", "_lines", "_parser", "_renderer", "error")
+    __slots__ = ("_events", "_failure", "_lines", "_parser", "_renderer", "error")
 
     def __init__(self, parser: StreamParser, renderer: StreamRenderer) -> None:
         self._parser, self._renderer = parser, renderer
         self._lines, self._events = sse.LineSplitter(), sse.EventDecoder()
+        self._failure: GatewayError | None = None
         self.error = False  # an upstream error event raises UpstreamError instead
 
     @property
@@ -46,8 +47,18 @@ class TranslatingTap:
         return self._translate([*self._lines.finish(), b""])
 
     def _translate(self, lines) -> bytes:
+        """The client's bytes for these lines. An upstream error among them is raised on the
+        next call, so what was translated before it in the same chunk still gets sent."""
+        if self._failure is not None:
+            raise self._failure
         out = []
         for line in lines:
-            if (event := self._events.decode_line(line)) is not None:
-                out.extend(self._renderer.render(e) for e in self._parser.feed(event))
+            if (event := self._events.decode_line(line)) is None:
+                continue
+            try:
+                events = self._parser.feed(event)
+            except GatewayError as err:
+                self._failure = err
+                break
+            out.extend(self._renderer.render(e) for e in events)
         return b"".join(out)

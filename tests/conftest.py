@@ -44,6 +44,9 @@ TEST_MODELS = {
     "unreachable": ["dead:upstream-gpt-4o"],
     "needs-key": ["nokey:upstream-gpt-4o"],
     "gpt-reasoning": ["fake:upstream-reasoning"],
+    "gpt-chat-only": ["chatonly:upstream-gpt-4o"],
+    "gpt-chat-only-tools": ["chatonly:tools"],
+    "gpt-chat-only-reasoning": ["chatonly:upstream-reasoning"],
     "gpt-length": ["fake:upstream-length"],
     # Anthropic-format upstream (the fake picks its scenario from these names too)
     "claude": ["claude:claude-echo"],
@@ -60,7 +63,7 @@ TEST_MODELS = {
     "claude-fallback": ["claude:error_529", "fake:upstream-fallback-ok"],
 }
 # Models that take a reasoning effort / thinking budget.
-REASONING = {"gpt-reasoning", "claude-thinking", "claude-redacted", "claude"}
+REASONING = {"gpt-reasoning", "gpt-chat-only-reasoning", "claude-thinking", "claude-redacted", "claude"}
 
 
 def free_port() -> int:
@@ -103,6 +106,12 @@ base_url = "{upstream_url}"
 api_key = "env:IZZI_TEST_UPSTREAM_KEY"
 first_byte_timeout_s = 1
 idle_timeout_s = 1
+responses = true
+
+[upstreams.chatonly]
+kind = "openai"
+base_url = "{upstream_url}"
+api_key = "env:IZZI_TEST_UPSTREAM_KEY"
 
 [upstreams.dead]
 kind = "openai"
@@ -162,7 +171,8 @@ class Gateway:
     def client(self, **kwargs) -> openai.AsyncOpenAI:
         kwargs.setdefault("max_retries", 0)
         kwargs.setdefault("base_url", self.url)
-        return openai.AsyncOpenAI(api_key=self.key, **kwargs)
+        kwargs.setdefault("api_key", self.key)
+        return openai.AsyncOpenAI(**kwargs)
 
     async def record(self, request_id: str) -> UsageRecord:
         await self.app[USAGE_WRITER].flush()

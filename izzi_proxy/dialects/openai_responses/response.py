@@ -199,7 +199,18 @@ class StreamRenderer:
         return frame
 
     def error(self, error: GatewayError) -> bytes:
-        return error_event(error, self.sequence)
+        """An ``error`` event, then ``response.failed`` (what OpenAI sends; clients such as
+        Codex wait for a terminal response event)."""
+        out = error_event(error, self.sequence)
+        self.sequence += 1
+        failed = {
+            **self.b.response("failed", self.output, self._usage),
+            "error": {
+                "code": "server_error" if error.status >= 500 else "invalid_request",
+                "message": error.message,
+            },
+        }
+        return out + self._event("response.failed", response=failed)
 
     def render(self, event: c.StreamEvent) -> bytes:
         if isinstance(event, c.Delta):
