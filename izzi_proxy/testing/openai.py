@@ -344,7 +344,8 @@ def invalid_request(body: Any) -> str | None:
 
 
 def fake_openai_app(api_key: str | None = "sk-upstream-test", chunks: int = 4) -> web.Application:
-    """An aiohttp app that answers like OpenAI's ``/v1/chat/completions`` and ``/v1/models``."""
+    """An aiohttp app that answers like OpenAI's ``/v1/chat/completions``, ``/v1/models`` and
+    ``/v1/responses`` (see ``izzi_proxy.testing.responses``)."""
     app = web.Application()
     app[RECEIVED] = []
     app[DISCONNECTS] = asyncio.Queue()
@@ -399,4 +400,10 @@ def fake_openai_app(api_key: str | None = "sk-upstream-test", chunks: int = 4) -
 
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", models)
+    from izzi_proxy.testing.responses import responses_handlers  # imports this module
+
+    responses = responses_handlers(app, api_key, chunks)
+    app.router.add_post("/v1/responses", responses["create"])
+    app.router.add_get("/v1/responses/{id}", responses["retrieve"])
+    app.router.add_delete("/v1/responses/{id}", responses["delete"])
     return app
