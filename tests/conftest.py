@@ -5,6 +5,7 @@ Every server is a real aiohttp server on 127.0.0.1; clients are the official SDK
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ TEST_MODELS = {
     "unreachable": ["dead:upstream-gpt-4o"],
     "needs-key": ["nokey:upstream-gpt-4o"],
     "gpt-reasoning": ["fake:upstream-reasoning"],
+    "gpt-search-reasoning": ["fake:upstream-search-reasoning-tools"],
     "gpt-chat-only": ["chatonly:upstream-gpt-4o"],
     "gpt-chat-only-tools": ["chatonly:tools"],
     "gpt-chat-only-reasoning": ["chatonly:upstream-reasoning"],
@@ -63,7 +65,14 @@ TEST_MODELS = {
     "claude-fallback": ["claude:error_529", "fake:upstream-fallback-ok"],
 }
 # Models that take a reasoning effort / thinking budget.
-REASONING = {"gpt-reasoning", "gpt-chat-only-reasoning", "claude-thinking", "claude-redacted", "claude"}
+REASONING = {
+    "gpt-reasoning",
+    "gpt-search-reasoning",
+    "gpt-chat-only-reasoning",
+    "claude-thinking",
+    "claude-redacted",
+    "claude",
+}
 
 
 def free_port() -> int:
@@ -175,10 +184,15 @@ class Gateway:
         return openai.AsyncOpenAI(**kwargs)
 
     async def record(self, request_id: str) -> UsageRecord:
-        await self.app[USAGE_WRITER].flush()
-        records = await self.ledger.usage_records(request_id=request_id)
-        assert len(records) == 1, records
-        return records[0]
+        """The request's usage record, once written (a stream's handler may still be ending
+        when its client has read the last byte)."""
+        for _ in range(200):
+            await self.app[USAGE_WRITER].flush()
+            if records := await self.ledger.usage_records(request_id=request_id):
+                assert len(records) == 1, records
+                return records[0]
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"no usage record for {request_id}")
 
 
 @pytest.fixture

@@ -301,9 +301,27 @@ async def test_errors(gateway: Gateway, client: openai.AsyncOpenAI) -> None:
         await client.responses.create(model="claude-error-529", input="x")
     assert caught.value.body["type"] == "upstream_error"
     stream = await client.responses.create(model="claude-stream-error", input="Hello there", stream=True)
-    events = [EVENTS.validate_python(e.to_dict()) async for e in stream]
-    numbers = [e.sequence_number for e in events]
-    assert numbers == list(range(len(events)))
-    assert [e.type for e in events][-2:] == ["error", "response.failed"]
-    assert "Mock upstream error 529" in events[-2].message
-    assert events[-1].response.status == "failed" and "529" in events[-1].response.error.message
+    events = []
+    with pytest.raises(openai.APIError, match="Mock upstream error 529"):
+        async for event in stream:
+            events.append(EVENTS.validate_python(event.to_dict()))
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert "response.output_text.delta" in [e.type for e in events]  # what came before the error arrived
+
+
+async def test_error_frames_on_the_wire(gateway: Gateway) -> None:
+    """After the error event comes response.failed, numbered on, for clients that wait for a
+    terminal event (Codex)."""
+    import aiohttp
+
+    from izzi_proxy import sse
+
+    body = {"model": "claude-stream-error", "input": "Hello there", "stream": True}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(gateway.server.make_url("/v1/responses"), json=body,
+                                headers={"Authorization": f"Bearer {gateway.key}"}) as resp:  # fmt: skip
+            events = list(sse.iter_events(await resp.read()))
+    data = [json.loads(e.data) for e in events]
+    assert [d["sequence_number"] for d in data] == list(range(len(data)))
+    assert [e.event for e in events][-2:] == ["error", "response.failed"]
+    assert data[-1]["response"]["status"] == "failed" and "529" in data[-1]["response"]["error"]["message"]

@@ -163,8 +163,11 @@ def render_response(resp: c.Response, parsed: ParsedRequest) -> bytes:
 
 
 def error_event(error: GatewayError, sequence_number: int) -> bytes:
+    """The ``error`` event: OpenAI's flat fields, and the same under ``error``, which is what
+    makes the openai SDK raise ``APIError`` from the stream."""
+    detail = {"type": error.type, "code": error.type, "message": error.message, "param": error.param}
     event = {"type": "error", "code": error.type, "message": error.message, "param": error.param,
-             "sequence_number": sequence_number}  # fmt: skip
+             "sequence_number": sequence_number, "error": detail}  # fmt: skip
     return sse.encode(orjson.dumps(event), event="error")
 
 
