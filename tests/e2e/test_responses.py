@@ -317,10 +317,12 @@ async def test_error_frames_on_the_wire(gateway: Gateway) -> None:
     from izzi_proxy import sse
 
     body = {"model": "claude-stream-error", "input": "Hello there", "stream": True}
-    async with aiohttp.ClientSession() as session:
-        async with session.post(gateway.server.make_url("/v1/responses"), json=body,
-                                headers={"Authorization": f"Bearer {gateway.key}"}) as resp:  # fmt: skip
-            events = list(sse.iter_events(await resp.read()))
+    headers = {"Authorization": f"Bearer {gateway.key}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(gateway.server.make_url("/v1/responses"), json=body, headers=headers) as resp,
+    ):
+        events = list(sse.iter_events(await resp.read()))
     data = [json.loads(e.data) for e in events]
     assert [d["sequence_number"] for d in data] == list(range(len(data)))
     assert [e.event for e in events][-2:] == ["error", "response.failed"]

@@ -76,11 +76,13 @@ def codex_request(model: str) -> dict:
 @pytest.mark.parametrize("model", ["gpt-search-reasoning", "claude-thinking"])
 async def test_a_codex_shaped_request(gateway: Gateway, model: str) -> None:
     body = codex_request(model)
-    async with aiohttp.ClientSession() as session:
-        async with session.post(gateway.server.make_url("/v1/responses"), json=body,
-                                headers={"Authorization": f"Bearer {gateway.key}"}) as resp:  # fmt: skip
-            assert resp.status == 200, await resp.text()
-            raw = await resp.read()
+    headers = {"Authorization": f"Bearer {gateway.key}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(gateway.server.make_url("/v1/responses"), json=body, headers=headers) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        raw = await resp.read()
     from izzi_proxy import sse
 
     events = [EVENTS.validate_python(__import__("json").loads(e.data)) for e in sse.iter_events(raw)]
