@@ -98,3 +98,23 @@ def test_mask_never_shows_enough_to_use() -> None:
     secret = "izzi-" + "a" * 43
     assert mask(secret) == "izzi-aaaaaa…aaaa"
     assert mask("short") == "***"
+
+
+async def test_stored_responses_by_account_and_expiry(ledger) -> None:
+    from izzi_proxy.ledger import StoredResponse
+
+    now = time.time()
+    item = {"type": "message", "role": "user", "content": "hi"}
+    kept = StoredResponse("resp_1", 1, "claude", now, now + 60, [item], {"id": "resp_1", "output": []})
+    old = StoredResponse("resp_2", 1, "claude", now - 100, now - 1, [], {"id": "resp_2", "output": []})
+    forever = StoredResponse("resp_3", 1, "claude", now, None, [], {"id": "resp_3", "output": []})
+    for stored in (kept, old, forever):
+        await ledger.store_response(stored)
+    assert await ledger.get_response(1, "resp_1") == kept
+    assert await ledger.get_response(2, "resp_1") is None  # another account's
+    assert await ledger.get_response(1, "resp_2") is None  # expired, even before the purge
+    assert await ledger.purge_responses(now) == 1
+    assert await ledger.get_response(1, "resp_3") == forever
+    assert await ledger.delete_response(2, "resp_1") is False
+    assert await ledger.delete_response(1, "resp_1") is True
+    assert await ledger.get_response(1, "resp_1") is None
