@@ -126,9 +126,9 @@ async def count_tokens(request: web.Request) -> web.Response:
             if err.retryable and i < len(counters) - 1:
                 continue
             raise
-        return _json({"input_tokens": counted}, headers={TOKEN_COUNT_HEADER: "exact"})
+        return json_response({"input_tokens": counted}, headers={TOKEN_COUNT_HEADER: "exact"})
     estimated = tokens.estimate_messages_body(parsed.body)
-    return _json({"input_tokens": estimated}, headers={TOKEN_COUNT_HEADER: "estimated"})
+    return json_response({"input_tokens": estimated}, headers={TOKEN_COUNT_HEADER: "estimated"})
 
 
 _STARTED = int(time.time())
@@ -137,18 +137,18 @@ _STARTED = int(time.time())
 @endpoint(OPENAI_CHAT)
 async def list_models(request: web.Request) -> web.Response:
     data = [entry.to_openai(_STARTED) for entry in request.app[CONFIG].catalog]
-    return _json({"object": "list", "data": data})
+    return json_response({"object": "list", "data": data})
 
 
 @endpoint(OPENAI_CHAT)
 async def get_model(request: web.Request) -> web.Response:
-    return _json(_resolve(request, request.match_info["model"]).to_openai(_STARTED))
+    return json_response(_resolve(request, request.match_info["model"]).to_openai(_STARTED))
 
 
 @endpoint(OPENAI_CHAT, public=True)
 async def health(request: web.Request) -> web.Response:
-    return _json({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
-def _json(data: object, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(data: object, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=orjson.dumps(data), content_type="application/json", headers=headers)

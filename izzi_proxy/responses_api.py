@@ -22,7 +22,7 @@ from aiohttp import web
 from izzi_proxy.dialects.openai_responses import OPENAI_RESPONSES
 from izzi_proxy.dialects.openai_responses.request import Responses, input_items
 from izzi_proxy.errors import NotFound
-from izzi_proxy.handlers import Generated, _json, endpoint, generate, read_body
+from izzi_proxy.handlers import Generated, endpoint, generate, json_response, read_body
 from izzi_proxy.keys import API_KEY, CONFIG, LEDGER
 from izzi_proxy.ledger import StoredResponse
 
@@ -86,7 +86,7 @@ async def retrieve(request: web.Request) -> web.Response:
     stored = await request.app[LEDGER].get_response(request[API_KEY].account_id, response_id)
     if stored is None:
         raise NotFound(f"No response with id {response_id!r}", param="response_id")
-    return _json(stored.response)
+    return json_response(stored.response)
 
 
 @endpoint(OPENAI_RESPONSES)
@@ -94,7 +94,7 @@ async def delete(request: web.Request) -> web.Response:
     response_id = request.match_info["response_id"]
     if not await request.app[LEDGER].delete_response(request[API_KEY].account_id, response_id):
         raise NotFound(f"No response with id {response_id!r}", param="response_id")
-    return _json({"id": response_id, "object": "response", "deleted": True})
+    return json_response({"id": response_id, "object": "response", "deleted": True})
 
 
 async def purge_expired(app: web.Application) -> AsyncIterator[None]:
