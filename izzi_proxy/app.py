@@ -11,9 +11,13 @@ from izzi_proxy import handlers, middleware, relay, responses_api
 from izzi_proxy.config import Config
 from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
-from izzi_proxy.keys import CONFIG, LEDGER, ROUTER, SESSION, STREAMS, USAGE_WRITER
+from izzi_proxy.keys import CONFIG, LEASES, LEDGER, LIMITER, ROUTER, SESSION, STREAMS, USAGE_WRITER
 from izzi_proxy.ledger import open_ledger
 from izzi_proxy.ledger.writer import UsageWriter
+from izzi_proxy.limiter import open_limiter
+from izzi_proxy.limiter.guard import GuardedLimiter
+from izzi_proxy.limiter.leases import LeaseKeeper
+from izzi_proxy.middleware.rate_limit import add_rate_headers
 from izzi_proxy.middleware.request_log import add_request_id
 from izzi_proxy.providers import Registry, build_upstreams, registry
 from izzi_proxy.router import Router
@@ -33,9 +37,11 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
     # anything else (the ledger's worker thread) is running.
     app.cleanup_ctx.append(lambda app: _upstreams(app, providers))
     app.cleanup_ctx.append(_ledger)
+    app.cleanup_ctx.append(_limiter)
     app.cleanup_ctx.append(responses_api.purge_expired)
     app[STREAMS] = set()
     app.on_response_prepare.append(add_request_id)
+    app.on_response_prepare.append(add_rate_headers)
     app.on_shutdown.append(relay.stop_streams)
 
     chat = handlers.generation(OPENAI_CHAT)
@@ -61,6 +67,17 @@ async def _ledger(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[USAGE_WRITER].aclose()
     await app[LEDGER].aclose()
+
+
+async def _limiter(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    backend = await open_limiter(config.storage.limiter_url)
+    app[LIMITER] = GuardedLimiter(backend, config.limits.on_limiter_failure)
+    app[LEASES] = LeaseKeeper(app[LIMITER], config.limits.lease_ttl_s)
+    app[LEASES].start()
+    yield
+    await app[LEASES].aclose()
+    await app[LIMITER].aclose()
 
 
 async def _upstreams(app: web.Application, providers: Registry) -> AsyncIterator[None]:

@@ -9,6 +9,7 @@ be taken from the environment with a default: ``{ env = "NAME", default = "..." 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -73,6 +74,42 @@ class UpstreamConfig:
     source: str = "izzi.toml"
 
 
+LIMIT_NAMES = ("rpm", "concurrent", "daily")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    id: str
+    name: str
+    rpm: int
+    concurrent: int
+    daily: int
+    tiers: frozenset[str]
+    credits_per_5h: float | None = None
+    price_usd_month: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    plans: Mapping[str, Plan]
+    default_plan: str
+    on_limiter_failure: str = "open"  # open: admit and say so in a header; closed: 503
+    lease_ttl_s: float = 60.0  # a concurrency lease outlives a dead process this long
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class IPBlockConfig:
+    max_failures: int = 10  # failed authentications from one IP within window_s...
+    window_s: float = 600.0
+    block_s: float = 600.0  # ...block it this long
+    allow: tuple[Network, ...] = ()  # never blocked
+    deny: tuple[Network, ...] = ()  # always refused
+    trusted_proxies: tuple[Network, ...] = ()  # whose X-Forwarded-For is believed
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig
@@ -80,6 +117,12 @@ class Config:
     upstreams: Mapping[str, UpstreamConfig]
     catalog: Catalog
     path: Path | None = None
+    limits: LimitsConfig = field(
+        default_factory=lambda: LimitsConfig(
+            MappingProxyType({"free": Plan("free", "Free", 10, 1, 100, frozenset(TIERS))}), "free"
+        )
+    )
+    ip_block: IPBlockConfig = field(default_factory=IPBlockConfig)
 
     def with_mock_upstreams(self) -> Config:
         """Every upstream replaced by the in-process mock: try the gateway with no account."""
@@ -214,7 +257,7 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
     doc = _read_toml(path)
 
     top = _Reader(path, "", doc, env)
-    for name in ("server", "storage", "upstreams", "catalog"):
+    for name in ("server", "storage", "upstreams", "catalog", "limits", "ip_block"):
         _table(path, name, top.raw(name))
     top.reject_unknown()
 
@@ -232,7 +275,76 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
     models_path = path.parent / cat.get("models", str, "models.toml")
     cat.reject_unknown()
     catalog = load_catalog(models_path, upstreams)
-    return Config(server, storage, MappingProxyType(upstreams), catalog, path)
+    limits = _limits(path, _Reader(path, "limits", _table(path, "limits", doc.get("limits")), env))
+    ip_block = _ip_block(_Reader(path, "ip_block", _table(path, "ip_block", doc.get("ip_block")), env))
+    return Config(server, storage, MappingProxyType(upstreams), catalog, path, limits, ip_block)
+
+
+def _limits(path: Path, r: _Reader) -> LimitsConfig:
+    named = r.get("plans", str)
+    plans_path = path.parent / (named or "plans.toml")
+    if named is None and not plans_path.exists():
+        plans_path = DEFAULT_CONFIG.parent / "plans.toml"  # the bundled plans
+    policy = r.get("on_limiter_failure", str, "open")
+    if policy not in ("open", "closed"):
+        raise r.error("on_limiter_failure", 'must be "open" (admit, with a header saying so) or "closed" (503)')
+    lease = r.positive("lease_ttl_s", 60.0)
+    r.reject_unknown()
+    plans, default = load_plans(plans_path)
+    return LimitsConfig(plans, default, policy, lease)
+
+
+def load_plans(path: Path) -> tuple[Mapping[str, Plan], str]:
+    doc = _read_toml(path)
+    top = _Reader(path, "", doc, {})
+    default = top.required("default", str)
+    tables = _table(path, "plans", top.raw("plans"))
+    top.reject_unknown()
+    plans = {}
+    for plan_id, table in tables.items():
+        r = _Reader(path, f"plans.{plan_id}", _table(path, f"plans.{plan_id}", table), {})
+        limits = {name: r.required(name, int) for name in LIMIT_NAMES}
+        for name, value in limits.items():
+            if value < 1:
+                raise r.error(name, f"must be at least 1, got {value}")
+        tiers = r.required("tiers", list)
+        if unknown := [t for t in tiers if t not in TIERS]:
+            raise r.error("tiers", f"{unknown[0]!r} is not one of {', '.join(TIERS)}")
+        credits = r.get("credits_per_5h", float)
+        price = r.get("price_usd_month", float)
+        plans[plan_id] = Plan(plan_id, r.get("name", str, plan_id), **limits, tiers=frozenset(tiers),
+                              credits_per_5h=credits, price_usd_month=price)  # fmt: skip
+        r.reject_unknown()
+    if not plans:
+        raise ConfigError(path, "plans", "define at least one plan")
+    if default not in plans:
+        raise ConfigError(path, "default", f"{default!r} is not a plan here; plans: {', '.join(plans)}")
+    return MappingProxyType(plans), default
+
+
+def _networks(r: _Reader, name: str) -> tuple[Network, ...]:
+    values = r.get(name, list, [])
+    try:
+        return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+    except (TypeError, ValueError) as exc:
+        raise r.error(name, f"expected IP addresses or CIDR networks: {exc}") from None
+
+
+def _ip_block(r: _Reader) -> IPBlockConfig:
+    d = IPBlockConfig()
+    failures = r.get("max_failures", int, d.max_failures)
+    if failures < 1:
+        raise r.error("max_failures", "must be at least 1")
+    config = IPBlockConfig(
+        max_failures=failures,
+        window_s=r.positive("window_s", d.window_s),
+        block_s=r.positive("block_s", d.block_s),
+        allow=_networks(r, "allow"),
+        deny=_networks(r, "deny"),
+        trusted_proxies=_networks(r, "trusted_proxies"),
+    )
+    r.reject_unknown()
+    return config
 
 
 def _server(r: _Reader) -> ServerConfig:

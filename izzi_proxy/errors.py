@@ -7,7 +7,12 @@ Exception tree::
     │   ├── MethodNotAllowed        405 invalid_request_error
     │   └── RequestTooLarge         413 invalid_request_error
     ├── AuthenticationFailed        401 authentication_error
+    ├── IPBlocked                   403 ip_blocked
+    ├── ModelNotAllowed             403 permission_error
     ├── NotFound                    404 not_found
+    ├── RateLimited                 429 rate_limit_error   (requests per minute, in flight)
+    │   └── QuotaExceeded           429 quota_exceeded     (requests per day)
+    ├── LimiterUnavailable          503 service_unavailable (shared limiter down, policy "closed")
     ├── UpstreamError               502 upstream_error     (upstream answered with an error)
     │   ├── UpstreamRejected        400 invalid_request_error (upstream refused the request's content)
     │   └── UpstreamConnectionError 502 connection_error   (unreachable, timed out, cut off)
@@ -18,6 +23,8 @@ the one place that turns an exception into a response.
 """
 
 from __future__ import annotations
+
+import math
 
 
 class GatewayError(Exception):
@@ -51,6 +58,41 @@ class RequestTooLarge(InvalidRequest):
 class AuthenticationFailed(GatewayError):
     status = 401
     type = "authentication_error"
+
+
+class _RetryLater(GatewayError):
+    """An error that says when to come back (``Retry-After``, in whole seconds)."""
+
+    def __init__(self, message: str, *, retry_after_s: float, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+
+class IPBlocked(_RetryLater):
+    status = 403
+    type = "ip_blocked"
+
+
+class ModelNotAllowed(GatewayError):
+    status = 403
+    type = "permission_error"
+
+
+class RateLimited(_RetryLater):
+    status = 429
+    type = "rate_limit_error"
+
+
+class QuotaExceeded(RateLimited):
+    type = "quota_exceeded"
+
+
+class LimiterUnavailable(_RetryLater):
+    status = 503
+    type = "service_unavailable"
 
 
 class NotFound(GatewayError):

@@ -14,13 +14,14 @@ import orjson
 from aiohttp import web
 
 from izzi_proxy import relay, tokens
+from izzi_proxy.access import check_model
 from izzi_proxy.canonical import Usage
 from izzi_proxy.catalog import ModelEntry
 from izzi_proxy.dialects import Dialect, ParsedRequest, StreamTap
 from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 from izzi_proxy.errors import InvalidRequest, NotFound, RequestTooLarge, UpstreamError
-from izzi_proxy.keys import CONFIG, RECORD, REQUEST_ID, ROUTER
+from izzi_proxy.keys import API_KEY, CONFIG, RECORD, REQUEST_ID, ROUTER
 from izzi_proxy.translate import TranslatingTap
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -28,9 +29,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOKEN_COUNT_HEADER = "x-izzi-token-count"
 
 
-def endpoint(
-    dialect: Dialect, *, public: bool = False, metered: bool = False
-) -> Callable[[Handler], Handler]:
+def endpoint(dialect: Dialect, *, public: bool = False, metered: bool = False) -> Callable[[Handler], Handler]:
     def tag(handler: Handler) -> Handler:
         handler.dialect = dialect  # type: ignore[attr-defined]
         handler.public = public  # type: ignore[attr-defined]
@@ -43,9 +42,7 @@ def endpoint(
 async def read_body(request: web.Request) -> bytes:
     limit = request.app[CONFIG].server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise RequestTooLarge(
-            f"Request body is {request.content_length} bytes, over the limit of {limit} bytes"
-        )
+        raise RequestTooLarge(f"Request body is {request.content_length} bytes, over the limit of {limit} bytes")
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -77,6 +74,7 @@ async def generate(request: web.Request, dialect: Dialect, parsed: ParsedRequest
     """Route a parsed request, relay the answer (passthrough or translated), meter it."""
     record = request[RECORD]
     entry = _resolve(request, parsed.model)
+    check_model(request.app[CONFIG].limits, request[API_KEY], entry)
     record.model, record.stream = entry.id, parsed.stream
     headers = dialect.forward_headers(request.headers)
     sent = await request.app[ROUTER].send(entry, dialect, parsed, request[REQUEST_ID], headers)
@@ -117,6 +115,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     (Claude models), else a local estimate; ``x-izzi-token-count`` says which."""
     parsed = ANTHROPIC_MESSAGES.parse_count_tokens(await read_body(request))
     entry = _resolve(request, parsed.model)
+    check_model(request.app[CONFIG].limits, request[API_KEY], entry)
     headers = ANTHROPIC_MESSAGES.forward_headers(request.headers)
     counters = request.app[ROUTER].token_counters(entry)
     for i, (route, counter) in enumerate(counters):

@@ -11,6 +11,8 @@ if TYPE_CHECKING:
     from izzi_proxy.config import Config
     from izzi_proxy.ledger import ApiKey, Ledger, UsageRecord
     from izzi_proxy.ledger.writer import UsageWriter
+    from izzi_proxy.limiter import Limiter
+    from izzi_proxy.limiter.leases import LeaseKeeper
     from izzi_proxy.router import Router
 
 # On the app
@@ -20,8 +22,12 @@ SESSION: web.AppKey[ClientSession] = web.AppKey("izzi.session")
 ROUTER: web.AppKey[Router] = web.AppKey("izzi.router")
 USAGE_WRITER: web.AppKey[UsageWriter] = web.AppKey("izzi.usage_writer")
 STREAMS: web.AppKey[set[asyncio.Task[object]]] = web.AppKey("izzi.streams")
+LIMITER: web.AppKey[Limiter] = web.AppKey("izzi.limiter")
+LEASES: web.AppKey[LeaseKeeper] = web.AppKey("izzi.leases")
 
 # On each request
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("izzi.request_id")
 API_KEY: web.RequestKey[ApiKey] = web.RequestKey("izzi.api_key")
 RECORD: web.RequestKey[UsageRecord] = web.RequestKey("izzi.usage_record")
+CLIENT_IP: web.RequestKey[str] = web.RequestKey("izzi.client_ip")  # unset for allow-listed IPs
+RATE_HEADERS: web.RequestKey[dict[str, str]] = web.RequestKey("izzi.rate_headers")

@@ -64,9 +64,7 @@ async def relay_stream(
         # The client hung up (handler_cancellation), or the shutdown bound ran out
         # (stop_streams): tell a client that is still there, then stop.
         with contextlib.suppress(Exception):
-            await response.write(
-                dialect.stream_error(ServerError("The stream was cut: the gateway is stopping"))
-            )
+            await response.write(dialect.stream_error(ServerError("The stream was cut: the gateway is stopping")))
         raise
     except Exception:  # a bug after the first byte: the client still gets a proper end
         log.exception("request %s: relay failed", record.request_id)

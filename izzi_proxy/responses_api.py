@@ -44,9 +44,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     generated = await generate(request, OPENAI_RESPONSES, parsed)
     view: Responses = parsed.typed
     if view.req.store is not False and (final := _final(generated)) is not None:
-        await _store(
-            request, account_id, final, [*view.history, *input_items(parsed.body)[len(view.history) :]]
-        )
+        await _store(request, account_id, final, [*view.history, *input_items(parsed.body)[len(view.history) :]])
     return generated.response
 
 
@@ -60,9 +58,7 @@ def _final(generated: Generated) -> dict[str, Any] | None:
     return final
 
 
-async def _store(
-    request: web.Request, account_id: int, final: dict[str, Any], conversation: list[dict]
-) -> None:
+async def _store(request: web.Request, account_id: int, final: dict[str, Any], conversation: list[dict]) -> None:
     days = request.app[CONFIG].storage.responses_retention_days
     now = time.time()
     stored = StoredResponse(

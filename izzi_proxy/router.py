@@ -61,10 +61,7 @@ class Router:
         ]
 
     def _why_none(self, entry: ModelEntry) -> str:
-        reasons = [
-            f"upstream {r.upstream!r}: {self._unavailable.get(r.upstream, 'not defined')}"
-            for r in entry.routes
-        ]
+        reasons = [f"upstream {r.upstream!r}: {self._unavailable.get(r.upstream, 'not defined')}" for r in entry.routes]
         return f"Model {entry.id!r} has no available upstream ({'; '.join(reasons)})"
 
     async def send(

@@ -89,9 +89,7 @@ def _block_tokens(block: dict[str, Any]) -> int:
     if kind == "document":
         return document_tokens(block)
     if kind == "tool_use":
-        return estimate_text(block.get("name", "")) + estimate_text(
-            orjson.dumps(block.get("input") or {}).decode()
-        )
+        return estimate_text(block.get("name", "")) + estimate_text(orjson.dumps(block.get("input") or {}).decode())
     if kind == "tool_result":
         return _content_tokens(block.get("content"))
     texts = [block.get(k) for k in ("text", "thinking") if isinstance(block.get(k), str)]

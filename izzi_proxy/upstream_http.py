@@ -31,9 +31,7 @@ class HTTPUpstream:
         self._idle_s = upstream.idle_timeout_s
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout_s)
 
-    async def post(
-        self, url: str, body: dict[str, Any], headers: Mapping[str, str], stream: bool
-    ) -> UpstreamReply:
+    async def post(self, url: str, body: dict[str, Any], headers: Mapping[str, str], stream: bool) -> UpstreamReply:
         response: aiohttp.ClientResponse | None = None
         try:
             async with asyncio.timeout(self._first_byte_s):

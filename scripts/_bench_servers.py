@@ -132,9 +132,7 @@ def start_servers(children: Children, chunks: int) -> tuple[dict, str]:
     children.wait_ready("anthropic", ant_port)
     up_chat = f"http://127.0.0.1:{up_port}/v1/chat/completions"
     relay = children.start("bare", me, "relay", f"--port={relay_port}", f"--upstream={up_chat}")
-    config = str(
-        write_gateway_config(children.tmp, f"http://127.0.0.1:{up_port}/v1", f"http://127.0.0.1:{ant_port}")
-    )
+    config = str(write_gateway_config(children.tmp, f"http://127.0.0.1:{up_port}/v1", f"http://127.0.0.1:{ant_port}"))
     made = subprocess.run(
         [PY, "-m", "izzi_proxy", "keys", "create", "--name", "bench", "--config", config],
         cwd=ROOT, capture_output=True, text=True,
@@ -148,9 +146,7 @@ def start_servers(children: Children, chunks: int) -> tuple[dict, str]:
     gateway_chat = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
     targets = {
         "direct": Target(up_chat, upstream.pid, "bench-echo", upstream.pid),
-        "bare": Target(
-            f"http://127.0.0.1:{relay_port}/v1/chat/completions", relay.pid, "bench-echo", upstream.pid
-        ),
+        "bare": Target(f"http://127.0.0.1:{relay_port}/v1/chat/completions", relay.pid, "bench-echo", upstream.pid),
         "gateway": Target(gateway_chat, gateway.pid, "bench-echo", upstream.pid),
         "translated": Target(gateway_chat, gateway.pid, "bench-claude", anthropic.pid),
     }

@@ -193,9 +193,7 @@ def report(results: list[Result], rows: list[dict], translated: list[dict]) -> N
           "-" if c["added_p50_ms"] is None else f"{c['added_p50_ms']:+.3f}",
           verdict[c["cpu_pass"]], verdict[c["latency_pass"]]] for c in rows],
     )  # fmt: skip
-    print(
-        "\nTranslated (OpenAI client -> Anthropic upstream) vs passthrough (OpenAI -> OpenAI), same gateway:"
-    )
+    print("\nTranslated (OpenAI client -> Anthropic upstream) vs passthrough (OpenAI -> OpenAI), same gateway:")
     print_rows(
         [("scenario", "<"), ("conc", ""), ("CPU/req ratio", ".2f"), ("RPS ratio", ".2f"),
          ("added p50 ms", "")],

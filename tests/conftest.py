@@ -64,6 +64,31 @@ TEST_MODELS = {
     "claude-slow": ["claude:slow_100"],
     "claude-fallback": ["claude:error_529", "fake:upstream-fallback-ok"],
 }
+TEST_PLANS = """
+default = "free"
+
+[plans.free]
+name = "Free"
+rpm = 10
+concurrent = 1
+daily = 100
+tiers = ["maintained"]
+
+[plans.pro]
+name = "Pro"
+rpm = 60
+concurrent = 3
+daily = 2000
+tiers = ["maintained", "budget", "standard", "premium"]
+
+[plans.unlimited]
+name = "Unlimited"
+rpm = 1000000
+concurrent = 10000
+daily = 100000000
+tiers = ["maintained", "budget", "standard", "premium"]
+"""
+
 # Models that take a reasoning effort / thinking budget.
 REASONING = {
     "gpt-reasoning",
@@ -100,6 +125,7 @@ def write_config(
             for mid, routes in models.items()
         )
     )
+    (directory / "plans.toml").write_text(TEST_PLANS)
     path = directory / "izzi.toml"
     path.write_text(
         f"""
@@ -213,11 +239,11 @@ async def anthropic_upstream(aiohttp_server) -> TestServer:
 
 
 async def start_gateway(
-    aiohttp_server, config: Config, upstream: TestServer | None, **server_kwargs
+    aiohttp_server, config: Config, upstream: TestServer | None, plan: str = "unlimited", **server_kwargs
 ) -> Gateway:
     app = create_app(config)
     server = await aiohttp_server(app, **server_kwargs)
-    account = await app[LEDGER].create_account("test-account")
+    account = await app[LEDGER].create_account("test-account", plan)
     _, secret = await app[LEDGER].create_key(account.id, "test-key")
     return Gateway(app, server, secret, upstream)
 
@@ -226,9 +252,7 @@ async def start_gateway(
 async def gateway(
     aiohttp_server, upstream: TestServer, anthropic_upstream: TestServer, tmp_path: Path, upstream_env: None
 ) -> Gateway:
-    path = write_config(
-        tmp_path, str(upstream.make_url("/v1")), anthropic_url=str(anthropic_upstream.make_url(""))
-    )
+    path = write_config(tmp_path, str(upstream.make_url("/v1")), anthropic_url=str(anthropic_upstream.make_url("")))
     gateway = await start_gateway(aiohttp_server, load_config(path), upstream)
     gateway.anthropic_upstream = anthropic_upstream
     return gateway

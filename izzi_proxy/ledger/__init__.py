@@ -49,6 +49,7 @@ class Account:
     name: str
     plan: str
     created_at: float
+    overrides: dict = field(default_factory=dict)  # per-account limits over the plan's
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,8 @@ class ApiKey:
     created_at: float
     expires_at: float | None = None
     revoked_at: float | None = None
+    overrides: dict = field(default_factory=dict)  # the account's, over its plan
+    allow: tuple[str, ...] | None = None  # model ids and "tier:<tier>" entries; None: the plan decides
 
     def live(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
@@ -136,9 +139,7 @@ class StoredResponse:
 class Ledger(Protocol):
     async def create_account(self, name: str, plan: str = "free") -> Account: ...
     async def get_account(self, name: str) -> Account | None: ...
-    async def create_key(
-        self, account_id: int, name: str, expires_at: float | None = None
-    ) -> tuple[ApiKey, str]:
+    async def create_key(self, account_id: int, name: str, expires_at: float | None = None) -> tuple[ApiKey, str]:
         """A new key; the full secret is returned this once and never stored."""
 
     async def find_key(self, secret: str) -> ApiKey | None:

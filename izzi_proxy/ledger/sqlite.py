@@ -16,6 +16,7 @@ import hmac
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import orjson
@@ -89,10 +90,28 @@ MIGRATIONS = (
     );
     CREATE INDEX responses_expiry ON responses (expires_at);
     """,
+    """
+    ALTER TABLE accounts ADD COLUMN overrides TEXT;
+    ALTER TABLE api_keys ADD COLUMN allow TEXT;
+    """,
 )
 
 _KEY_COLUMNS = """k.id, k.account_id, a.name, a.plan, k.name, k.prefix, k.created_at,
-                  k.expires_at, k.revoked_at, k.key_hash"""
+                  k.expires_at, k.revoked_at, a.overrides, k.allow, k.key_hash"""
+_ACCOUNT_COLUMNS = "id, name, plan, created_at, overrides"
+
+
+def _json(value: str | None) -> Any:
+    return orjson.loads(value) if value else None
+
+
+def _key(row: tuple) -> ApiKey:
+    allow = _json(row[10])
+    return ApiKey(*row[:9], overrides=_json(row[9]) or {}, allow=tuple(allow) if allow is not None else None)
+
+
+def _account(row: tuple) -> Account:
+    return Account(*row[:4], overrides=_json(row[4]) or {})
 
 
 def _path(url: str) -> str:
@@ -124,40 +143,52 @@ class SQLiteLedger:
     async def _migrate(self) -> None:
         ((version,),) = await self._db.execute_fetchall("PRAGMA user_version")
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            await self._db.executescript(
-                f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;"
-            )
+            await self._db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
 
     async def aclose(self) -> None:
         await self._db.close()
 
     # accounts
 
-    async def create_account(self, name: str, plan: str = "free") -> Account:
+    async def create_account(self, name: str, plan: str = "free", overrides: dict | None = None) -> Account:
         now = time.time()
         cur = await self._db.execute(
-            "INSERT INTO accounts (name, plan, created_at) VALUES (?, ?, ?)", (name, plan, now)
+            "INSERT INTO accounts (name, plan, created_at, overrides) VALUES (?, ?, ?, ?)",
+            (name, plan, now, orjson.dumps(overrides).decode() if overrides else None),
         )
-        return Account(cur.lastrowid, name, plan, now)
+        return Account(cur.lastrowid, name, plan, now, overrides or {})
 
     async def get_account(self, name: str) -> Account | None:
-        rows = await self._db.execute_fetchall(
-            "SELECT id, name, plan, created_at FROM accounts WHERE name = ?", (name,)
-        )
-        return Account(*rows[0]) if rows else None
+        rows = await self._db.execute_fetchall(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE name = ?", (name,))
+        return _account(rows[0]) if rows else None
+
+    async def list_accounts(self) -> list[Account]:
+        return [
+            _account(row)
+            for row in await self._db.execute_fetchall(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts ORDER BY id")
+        ]
+
+    async def update_account(self, account_id: int, plan: str | None = None, overrides: dict | None = None) -> None:
+        """Change the plan and/or replace the overrides; cached keys pick it up within key_cache_s."""
+        if plan is not None:
+            await self._db.execute("UPDATE accounts SET plan = ? WHERE id = ?", (plan, account_id))
+        if overrides is not None:
+            value = orjson.dumps(overrides).decode() if overrides else None
+            await self._db.execute("UPDATE accounts SET overrides = ? WHERE id = ?", (value, account_id))
 
     # keys
 
     async def create_key(
-        self, account_id: int, name: str, expires_at: float | None = None
+        self, account_id: int, name: str, expires_at: float | None = None, allow: list[str] | None = None
     ) -> tuple[ApiKey, str]:
         secret = new_secret()
         now = time.time()
         cur = await self._db.execute(
-            "INSERT INTO api_keys (account_id, name, key_hash, prefix, created_at, expires_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (account_id, name, hash_secret(secret), visible_prefix(secret), now, expires_at),
-        )
+            "INSERT INTO api_keys (account_id, name, key_hash, prefix, created_at, expires_at, allow)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (account_id, name, hash_secret(secret), visible_prefix(secret), now, expires_at,
+             orjson.dumps(allow).decode() if allow is not None else None),
+        )  # fmt: skip
         key = await self._key_where("k.id = ?", (cur.lastrowid,))
         assert key is not None
         return key, secret
@@ -167,13 +198,12 @@ class SQLiteLedger:
         key = self._keys.get(digest)
         if key is None:
             rows = await self._db.execute_fetchall(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id"
-                " WHERE k.key_hash = ?",
+                f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = ?",
                 (digest,),
             )
             if not rows or not hmac.compare_digest(rows[0][-1], digest):
                 return None
-            key = ApiKey(*rows[0][:-1])
+            key = _key(rows[0])
             self._keys.put(digest, key)
         return key if key.live(time.time()) else None
 
@@ -196,11 +226,10 @@ class SQLiteLedger:
 
     async def _keys_where(self, where: str, args: tuple) -> list[ApiKey]:
         rows = await self._db.execute_fetchall(
-            f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id"
-            f" WHERE {where} ORDER BY k.id",
+            f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE {where} ORDER BY k.id",
             args,
         )
-        return [ApiKey(*row[:-1]) for row in rows]
+        return [_key(row) for row in rows]
 
     # usage
 
@@ -236,15 +265,11 @@ class SQLiteLedger:
         return StoredResponse(*row[:5], input=orjson.loads(row[5]), response=orjson.loads(row[6]))
 
     async def delete_response(self, account_id: int, response_id: str) -> bool:
-        cur = await self._db.execute(
-            "DELETE FROM responses WHERE id = ? AND account_id = ?", (response_id, account_id)
-        )
+        cur = await self._db.execute("DELETE FROM responses WHERE id = ? AND account_id = ?", (response_id, account_id))
         return cur.rowcount == 1
 
     async def purge_responses(self, now: float) -> int:
-        cur = await self._db.execute(
-            "DELETE FROM responses WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
-        )
+        cur = await self._db.execute("DELETE FROM responses WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
         return cur.rowcount
 
     async def usage_records(self, request_id: str | None = None, limit: int = 100) -> list[UsageRecord]:

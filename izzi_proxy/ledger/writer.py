@@ -65,9 +65,7 @@ class UsageWriter:
                 try:
                     await self._ledger.record_usages(batch)
                 except Exception:
-                    log.exception(
-                        "writing %d usage records failed; retrying in %g s", len(batch), self._retry_s
-                    )
+                    log.exception("writing %d usage records failed; retrying in %g s", len(batch), self._retry_s)
                     await asyncio.sleep(self._retry_s)
                     continue
                 del self._queue[: len(batch)]

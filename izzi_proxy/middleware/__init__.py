@@ -1,9 +1,8 @@
 """The middleware pipeline, outermost first (see ARCHITECTURE.md).
 
 Each module exports ``make_<name>(config) -> Middleware``; the factory validates its
-options once, the closure it returns stays short. IP blocking and rate limits slot in
-between ``errors`` and ``auth`` / after ``auth`` with the limits issue; metering grows
-holds and settlement with the billing issue.
+options once, the closure it returns stays short. Metering grows holds and settlement with
+the billing issue.
 """
 
 from __future__ import annotations
@@ -13,10 +12,12 @@ from aiohttp.typedefs import Middleware
 from izzi_proxy.config import Config
 from izzi_proxy.middleware.auth import make_auth
 from izzi_proxy.middleware.errors import make_errors
+from izzi_proxy.middleware.ip_block import make_ip_block
 from izzi_proxy.middleware.metering import make_metering
+from izzi_proxy.middleware.rate_limit import make_rate_limit
 from izzi_proxy.middleware.request_log import make_request_log
 
-ORDER = (make_request_log, make_errors, make_auth, make_metering)
+ORDER = (make_request_log, make_errors, make_ip_block, make_auth, make_rate_limit, make_metering)
 
 
 def build(config: Config) -> list[Middleware]:

@@ -31,9 +31,7 @@ def make_auth(config: Config) -> Middleware:
             return await handler(request)  # health checks, and unknown routes (-> 404)
         secret = presented_key(request)
         if secret is None:
-            raise AuthenticationFailed(
-                "Missing API key: send it as 'Authorization: Bearer izzi-…' or 'x-api-key'"
-            )
+            raise AuthenticationFailed("Missing API key: send it as 'Authorization: Bearer izzi-…' or 'x-api-key'")
         key = await request.app[LEDGER].find_key(secret) if secret.startswith(KEY_PREFIX) else None
         if key is None:
             raise AuthenticationFailed(f"Invalid API key: {mask(secret)}")

@@ -311,9 +311,7 @@ def _adapters() -> dict[str, Any]:
 def _explain(errors: list[Any], raw: Any, prefix: tuple[Any, ...]) -> str:
     """pydantic's errors as Anthropic-style ``path: message`` text. pydantic reports every union
     member that failed; drop those whose ``type``/``role`` literal did not match the input."""
-    rejected = {
-        e["loc"][:-1] for e in errors if e["type"] == "literal_error" and e["loc"][-1] in ("type", "role")
-    }
+    rejected = {e["loc"][:-1] for e in errors if e["type"] == "literal_error" and e["loc"][-1] in ("type", "role")}
     kept = [e for e in errors if not any(e["loc"][:i] in rejected for i in range(len(e["loc"])))] or errors
     lines: list[str] = []
     for error in kept:

@@ -130,9 +130,7 @@ class ChatScript:
         return reply + (f" (choice {choice})" if choice else "")
 
     def usage(self) -> dict[str, Any]:
-        prompt = sum(
-            estimate_tokens(_text_of(m.get("content"))[0]) + 4 for m in self.body.get("messages") or []
-        )
+        prompt = sum(estimate_tokens(_text_of(m.get("content"))[0]) + 4 for m in self.body.get("messages") or [])
         calls = self._tool_calls()
         completion = (
             sum(estimate_tokens(c["function"]["arguments"]) + 8 for c in calls)
@@ -236,9 +234,7 @@ class ChatScript:
         def delta(i: int, d: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {"index": i, "delta": d, "logprobs": None, "finish_reason": finish}
 
-        yield self._chunk(
-            [delta(i, {"role": "assistant", "content": "", "refusal": None}) for i in range(self.n)]
-        )
+        yield self._chunk([delta(i, {"role": "assistant", "content": "", "refusal": None}) for i in range(self.n)])
         calls = self._tool_calls()
         pieces: list[list[dict[str, Any]]] = []
         if self.reasoning:
@@ -334,9 +330,7 @@ def invalid_request(body: Any) -> str | None:
         return "Send `max_tokens` or `max_completion_tokens`, not both"
     if len(body.get("stop") or []) > 4 and isinstance(body.get("stop"), list):
         return "`stop` takes at most 4 sequences"
-    ids = {
-        c["id"] for m in body["messages"] if m.get("role") == "assistant" for c in m.get("tool_calls") or []
-    }
+    ids = {c["id"] for m in body["messages"] if m.get("role") == "assistant" for c in m.get("tool_calls") or []}
     for message in body["messages"]:
         if message.get("role") == "tool" and message.get("tool_call_id") not in ids:
             return f"tool message answers unknown tool_call_id {message.get('tool_call_id')!r}"

@@ -117,9 +117,7 @@ class ResponseScript:
 
     def _results(self) -> list[str]:
         """The outputs of the ``function_call_output`` items the conversation ends with."""
-        tail = itertools.takewhile(
-            lambda i: i.get("type") == "function_call_output", reversed(self.conversation)
-        )
+        tail = itertools.takewhile(lambda i: i.get("type") == "function_call_output", reversed(self.conversation))
         return [_parts_text(item.get("output"))[0] for item in reversed(list(tail))]
 
     def _user(self) -> tuple[str, int]:
@@ -149,9 +147,7 @@ class ResponseScript:
             items.append(item)
         if "search" in self.model and any(str(t.get("type")).startswith("web_search") for t in tools):
             action = {"type": "search", "query": self._user()[0]}
-            items.append(
-                {"id": _new_id("ws"), "type": "web_search_call", "status": "completed", "action": action}
-            )
+            items.append({"id": _new_id("ws"), "type": "web_search_call", "status": "completed", "action": action})
         functions = [t for t in tools if t.get("type") == "function"]
         if "tools" in self.model and functions and not self._results():
             return items + [

@@ -90,18 +90,12 @@ async def test_streamed_completion_with_client_usage(gateway: Gateway, client: o
     )
     chunks = [chunk async for chunk in stream]
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
-    assert (
-        chunks[-1].usage.total_tokens == chunks[-1].usage.prompt_tokens + chunks[-1].usage.completion_tokens
-    )
+    assert chunks[-1].usage.total_tokens == chunks[-1].usage.prompt_tokens + chunks[-1].usage.completion_tokens
     assert gateway.received[-1].body["stream_options"] == {"include_usage": True}
 
 
-async def test_usage_on_the_last_choice_chunk_is_read_and_hidden(
-    gateway: Gateway, client: openai.AsyncOpenAI
-) -> None:
-    raw = await client.chat.completions.with_raw_response.create(
-        model="usage-in-choice", messages=HELLO, stream=True
-    )
+async def test_usage_on_the_last_choice_chunk_is_read_and_hidden(gateway: Gateway, client: openai.AsyncOpenAI) -> None:
+    raw = await client.chat.completions.with_raw_response.create(model="usage-in-choice", messages=HELLO, stream=True)
     chunks = [chunk async for chunk in raw.parse()]
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert all(chunk.usage is None for chunk in chunks)
@@ -166,9 +160,7 @@ async def test_image_content_parts(gateway: Gateway, client: openai.AsyncOpenAI)
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
     ]
-    completion = await client.chat.completions.create(
-        model="gpt-4o", messages=[{"role": "user", "content": content}]
-    )
+    completion = await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": content}])
     assert completion.choices[0].message.content == "Echo: What is in this picture? [2 image(s)]"
     assert gateway.received[-1].body["messages"][0]["content"] == content
 

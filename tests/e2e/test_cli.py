@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import free_port
 
-MODELS = '[models."echo"]\nname = "Echo"\ntier = "budget"\ninput = 1\noutput = 2\nroutes = ["mock:echo"]\n'
+MODELS = '[models."echo"]\nname = "Echo"\ntier = "maintained"\ninput = 1\noutput = 2\nroutes = ["mock:echo"]\n'
 
 
 def make_config(tmp_path: Path, mock_options: str = "chunks = 4", shutdown_s: float = 10) -> Path:

@@ -20,16 +20,14 @@ from tests.conftest import write_config
 
 
 @pytest.fixture(params=[False, True], ids=["default-mode", "handler-cancellation"])
-async def gateway_url_key(
-    request, upstream, tmp_path, upstream_env
-) -> AsyncIterator[tuple[str, str, web.Application]]:
+async def gateway_url_key(request, upstream, tmp_path, upstream_env) -> AsyncIterator[tuple[str, str, web.Application]]:
     app = create_app(load_config(write_config(tmp_path, str(upstream.make_url("/v1")))))
     runner = web.AppRunner(app, handler_cancellation=request.param, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    account = await app[LEDGER].create_account("a")
+    account = await app[LEDGER].create_account("a", "unlimited")
     _, secret = await app[LEDGER].create_key(account.id, "k")
     try:
         yield f"http://127.0.0.1:{port}/v1", secret, app

@@ -96,9 +96,7 @@ async def test_authentication(gateway: Gateway, headers, words) -> None:
 
 
 async def test_sdk_raises_authentication_error(gateway: Gateway) -> None:
-    async with openai.AsyncOpenAI(
-        base_url=gateway.url, api_key="izzi-wrong" + "x" * 40, max_retries=0
-    ) as client:
+    async with openai.AsyncOpenAI(base_url=gateway.url, api_key="izzi-wrong" + "x" * 40, max_retries=0) as client:
         with pytest.raises(openai.AuthenticationError):
             await client.chat.completions.create(model="gpt-4o", messages=HELLO)
         with pytest.raises(openai.AuthenticationError):
@@ -206,9 +204,7 @@ async def test_upstream_without_its_key_names_the_variable(client: openai.AsyncO
 
 @pytest.mark.parametrize("model", ["fallback", "fallback-dead"])
 @pytest.mark.parametrize("stream", [False, True])
-async def test_fallback_before_the_first_byte(
-    gateway: Gateway, client: openai.AsyncOpenAI, model, stream
-) -> None:
+async def test_fallback_before_the_first_byte(gateway: Gateway, client: openai.AsyncOpenAI, model, stream) -> None:
     response = await client.chat.completions.create(model=model, messages=HELLO, stream=stream)
     if stream:
         text = "".join([c.choices[0].delta.content or "" async for c in response if c.choices])
@@ -218,9 +214,7 @@ async def test_fallback_before_the_first_byte(
     assert gateway.received[-1].body["model"] == "upstream-fallback-ok"
 
 
-async def test_fallback_when_the_first_stream_event_is_an_error(
-    gateway: Gateway, client: openai.AsyncOpenAI
-) -> None:
+async def test_fallback_when_the_first_stream_event_is_an_error(gateway: Gateway, client: openai.AsyncOpenAI) -> None:
     stream = await client.chat.completions.create(model="fallback-first-event", messages=HELLO, stream=True)
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == "Echo: Hello"

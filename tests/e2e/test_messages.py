@@ -58,9 +58,7 @@ async def test_plain_passthrough(gateway: Gateway, claude: anthropic.AsyncAnthro
     assert record.usage.input_tokens == message.usage.input_tokens
 
 
-async def test_streamed_passthrough_with_the_sdk_helper(
-    gateway: Gateway, claude: anthropic.AsyncAnthropic
-) -> None:
+async def test_streamed_passthrough_with_the_sdk_helper(gateway: Gateway, claude: anthropic.AsyncAnthropic) -> None:
     async with claude.messages.stream(model="claude", max_tokens=100, messages=HELLO) as stream:
         texts = [text async for text in stream.text_stream]
         final = await stream.get_final_message()
@@ -69,9 +67,7 @@ async def test_streamed_passthrough_with_the_sdk_helper(
     assert final.usage.input_tokens > 0 and final.usage.output_tokens > 0
 
 
-async def test_passthrough_event_sequence_is_anthropics(
-    gateway: Gateway, claude: anthropic.AsyncAnthropic
-) -> None:
+async def test_passthrough_event_sequence_is_anthropics(gateway: Gateway, claude: anthropic.AsyncAnthropic) -> None:
     raw = await claude.messages.with_raw_response.create(model="claude-tools", max_tokens=200, messages=HELLO,
                                                         tools=[WEATHER, CLOCK], stream=True)  # fmt: skip
     events = [EVENTS.validate_python(e.to_dict()) async for e in await raw.parse()]
@@ -184,9 +180,7 @@ async def test_sdk_authentication_error(gateway: Gateway) -> None:
 
 
 @pytest.mark.parametrize("model", ["claude-stream-error", "claude-cut", "stream-error", "cut"])
-async def test_errors_after_the_first_byte(
-    gateway: Gateway, claude: anthropic.AsyncAnthropic, model: str
-) -> None:
+async def test_errors_after_the_first_byte(gateway: Gateway, claude: anthropic.AsyncAnthropic, model: str) -> None:
     """Anthropic upstream (passthrough) and OpenAI upstream (translated) alike."""
     with pytest.raises(anthropic.APIStatusError) as caught:
         async with claude.messages.stream(model=model, max_tokens=100, messages=HELLO) as stream:
@@ -221,9 +215,7 @@ async def test_plain_to_openai_upstream(gateway: Gateway, claude: anthropic.Asyn
 
 
 async def test_streamed_to_openai_upstream(gateway: Gateway, claude: anthropic.AsyncAnthropic) -> None:
-    raw = await claude.messages.with_raw_response.create(
-        model="gpt-4o", max_tokens=100, messages=HELLO, stream=True
-    )
+    raw = await claude.messages.with_raw_response.create(model="gpt-4o", max_tokens=100, messages=HELLO, stream=True)
     events = [EVENTS.validate_python(e.to_dict()) async for e in await raw.parse()]
     kinds = [e.type for e in events]
     assert kinds[:2] == ["message_start", "content_block_start"]
@@ -238,9 +230,7 @@ async def test_streamed_to_openai_upstream(gateway: Gateway, claude: anthropic.A
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_tool_round_trip_to_openai_upstream(gateway: Gateway, claude, stream: bool) -> None:
-    async with claude.messages.stream(
-        model="tools", max_tokens=200, messages=HELLO, tools=[WEATHER, CLOCK]
-    ) as s:
+    async with claude.messages.stream(model="tools", max_tokens=200, messages=HELLO, tools=[WEATHER, CLOCK]) as s:
         first = await s.get_final_message()
     strict(first)
     uses = [b for b in first.content if b.type == "tool_use"]
@@ -254,14 +244,10 @@ async def test_tool_round_trip_to_openai_upstream(gateway: Gateway, claude, stre
                 {"type": "tool_result", "tool_use_id": uses[0].id, "content": "31C"},
                 {"type": "tool_result", "tool_use_id": uses[1].id, "content": [{"type": "text", "text": "noon"}]}]}]  # fmt: skip
     if stream:
-        async with claude.messages.stream(
-            model="tools", max_tokens=200, messages=turn, tools=[WEATHER, CLOCK]
-        ) as s:
+        async with claude.messages.stream(model="tools", max_tokens=200, messages=turn, tools=[WEATHER, CLOCK]) as s:
             second = await s.get_final_message()
     else:
-        second = await claude.messages.create(
-            model="tools", max_tokens=200, messages=turn, tools=[WEATHER, CLOCK]
-        )
+        second = await claude.messages.create(model="tools", max_tokens=200, messages=turn, tools=[WEATHER, CLOCK])
     sent = gateway.received[-1].body["messages"]
     assert [m["role"] for m in sent] == ["user", "assistant", "tool", "tool"]
     assert [c["id"] for c in sent[1]["tool_calls"]] == [u.id for u in uses]
@@ -358,9 +344,7 @@ async def test_a_claude_code_shaped_request(gateway: Gateway, model: str) -> Non
 
 
 async def test_count_tokens_exact_for_claude(gateway: Gateway, claude: anthropic.AsyncAnthropic) -> None:
-    raw = await claude.messages.with_raw_response.count_tokens(
-        model="claude", messages=HELLO, system="Be brief"
-    )
+    raw = await claude.messages.with_raw_response.count_tokens(model="claude", messages=HELLO, system="Be brief")
     counted = await raw.parse()
     assert raw.headers["x-izzi-token-count"] == "exact"
     sent = gateway.anthropic_received[-1]
@@ -368,9 +352,7 @@ async def test_count_tokens_exact_for_claude(gateway: Gateway, claude: anthropic
     assert counted.input_tokens > 0
 
 
-async def test_count_tokens_estimated_for_other_models(
-    gateway: Gateway, claude: anthropic.AsyncAnthropic
-) -> None:
+async def test_count_tokens_estimated_for_other_models(gateway: Gateway, claude: anthropic.AsyncAnthropic) -> None:
     raw = await claude.messages.with_raw_response.count_tokens(
         model="gpt-4o", messages=[{"role": "user", "content": "x" * 400}], tools=[WEATHER]
     )

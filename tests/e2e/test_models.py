@@ -18,7 +18,7 @@ async def bundled(aiohttp_server, tmp_path) -> Gateway:
     config = dataclasses.replace(
         config, storage=dataclasses.replace(config.storage, database_url=f"sqlite:///{tmp_path}/db.sqlite3")
     )
-    return await start_gateway(aiohttp_server, config, None)
+    return await start_gateway(aiohttp_server, config, None, plan="ultra")
 
 
 async def test_list_models(bundled: Gateway) -> None:
@@ -47,9 +47,7 @@ async def test_retrieve_resolves_aliases(bundled: Gateway, asked: str, found: st
 @pytest.mark.parametrize("model", ["claude-sonnet-4-20250514", "auto", "qwen3-235b", "gpt-5.4-direct"])
 async def test_mock_answers_every_catalog_model(bundled: Gateway, model: str) -> None:
     async with bundled.client() as client:
-        completion = await client.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": "Hello!"}]
-        )
+        completion = await client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hello!"}])
         assert completion.choices[0].message.content == "Echo: Hello!"
         stream = await client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": "Hello!"}], stream=True

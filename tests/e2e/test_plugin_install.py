@@ -97,14 +97,12 @@ def installed_plugins(tmp_path: Path):
 
 
 @pytest.mark.timeout(240)
-async def test_installed_plugin_is_discovered_and_a_broken_one_is_isolated(
-    tmp_path: Path, installed_plugins
-) -> None:
+async def test_installed_plugin_is_discovered_and_a_broken_one_is_isolated(tmp_path: Path, installed_plugins) -> None:
     import asyncio
 
     (tmp_path / "models.toml").write_text(
         "".join(
-            f'[models."{m}"]\nname = "{m}"\ntier = "budget"\ninput = 1\noutput = 1\nroutes = ["{u}:x"]\n'
+            f'[models."{m}"]\nname = "{m}"\ntier = "maintained"\ninput = 1\noutput = 1\nroutes = ["{u}:x"]\n'
             for m, u in [("loud", "shouter"), ("fragile", "fragile"), ("echo", "mock")]
         )
     )
@@ -122,21 +120,15 @@ async def test_installed_plugin_is_discovered_and_a_broken_one_is_isolated(
     )  # fmt: skip
     try:
         await wait_ready(f"http://127.0.0.1:{port}", process)
-        async with openai.AsyncOpenAI(
-            base_url=f"http://127.0.0.1:{port}/v1", api_key=secret, max_retries=0
-        ) as client:
+        async with openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=secret, max_retries=0) as client:
             loud = await client.chat.completions.create(
                 model="loud", messages=[{"role": "user", "content": "hi there"}]
             )
             assert loud.choices[0].message.content == "HI THERE"
-            echo = await client.chat.completions.create(
-                model="echo", messages=[{"role": "user", "content": "hi"}]
-            )
+            echo = await client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])
             assert echo.choices[0].message.content == "Echo: hi"
             with pytest.raises(openai.InternalServerError) as caught:
-                await client.chat.completions.create(
-                    model="fragile", messages=[{"role": "user", "content": "hi"}]
-                )
+                await client.chat.completions.create(model="fragile", messages=[{"role": "user", "content": "hi"}])
             assert "provider plugin 'broken' failed to load" in caught.value.message
     finally:
         process.terminate()

@@ -34,11 +34,7 @@ def strict(resp) -> Response:
 
 def text_of(resp) -> str:
     return "".join(
-        p.text
-        for item in resp.output
-        if item.type == "message"
-        for p in item.content
-        if p.type == "output_text"
+        p.text for item in resp.output if item.type == "message" for p in item.content if p.type == "output_text"
     )
 
 
@@ -50,8 +46,7 @@ async def test_plain(gateway: Gateway, client: openai.AsyncOpenAI, model: str, k
     assert resp.model == model and text_of(resp) == "Echo: Hello there"
     assert resp.instructions == "Be brief" and resp.metadata == {"k": "v"} and resp.max_output_tokens == 300
     assert (
-        resp.usage.output_tokens > 0
-        and resp.usage.total_tokens == resp.usage.input_tokens + resp.usage.output_tokens
+        resp.usage.output_tokens > 0 and resp.usage.total_tokens == resp.usage.input_tokens + resp.usage.output_tokens
     )
     if kind == "anthropic":
         sent = gateway.anthropic_received[-1].body
@@ -115,9 +110,7 @@ async def test_stream_helper(client: openai.AsyncOpenAI) -> None:
 
 @pytest.mark.parametrize("model", ["claude-tools", "gpt-chat-only-tools"])
 @pytest.mark.parametrize("stream", [False, True])
-async def test_function_call_round_trip(
-    gateway: Gateway, client: openai.AsyncOpenAI, model: str, stream: bool
-) -> None:
+async def test_function_call_round_trip(gateway: Gateway, client: openai.AsyncOpenAI, model: str, stream: bool) -> None:
     if stream:
         async with client.responses.stream(model=model, input="Weather?", tools=[WEATHER, CLOCK]) as s:
             first = await s.get_final_response()
@@ -154,10 +147,7 @@ async def test_reasoning_summary_and_thinking_round_trip(gateway: Gateway, clien
         raw = await client.responses.create(input="Weather?", stream=True, **kwargs)
         events = [EVENTS.validate_python(e.to_dict()) async for e in raw]
         kinds = [e.type for e in events]
-        assert (
-            "response.reasoning_summary_text.delta" in kinds
-            and "response.reasoning_summary_part.done" in kinds
-        )
+        assert "response.reasoning_summary_text.delta" in kinds and "response.reasoning_summary_part.done" in kinds
         first = events[-1].response
     else:
         first = strict(await client.responses.create(input="Weather?", **kwargs))
@@ -179,9 +169,7 @@ async def test_reasoning_toward_an_openai_chat_model(gateway: Gateway, client: o
     resp = await client.responses.create(model="gpt-chat-only-reasoning", input="Hello there",
                                          reasoning={"effort": "medium", "summary": "detailed"})  # fmt: skip
     assert gateway.received[-1].body["reasoning_effort"] == "medium"
-    assert resp.output[0].type == "reasoning" and resp.output[0].summary[0].text.startswith(
-        "Thinking (medium)"
-    )
+    assert resp.output[0].type == "reasoning" and resp.output[0].summary[0].text.startswith("Thinking (medium)")
     assert resp.output[0].encrypted_content is None  # nothing to sign: not Claude's
     assert text_of(resp) == "Echo: Hello there"
 
@@ -200,13 +188,9 @@ async def test_json_schema_text_format(gateway: Gateway, client: openai.AsyncOpe
 
 
 async def test_built_in_tools_toward_other_vendors(gateway: Gateway, client: openai.AsyncOpenAI) -> None:
-    resp = await client.responses.create(
-        model="claude", input="Hello there", tools=[{"type": "web_search"}, WEATHER]
-    )
+    resp = await client.responses.create(model="claude", input="Hello there", tools=[{"type": "web_search"}, WEATHER])
     assert text_of(resp) == "Echo: Hello there"
-    assert [t["name"] for t in gateway.anthropic_received[-1].body["tools"]] == [
-        "get_weather"
-    ]  # dropped, logged
+    assert [t["name"] for t in gateway.anthropic_received[-1].body["tools"]] == ["get_weather"]  # dropped, logged
     with pytest.raises(openai.BadRequestError) as caught:
         await client.responses.create(
             model="claude", input="x", tools=[{"type": "web_search"}], tool_choice={"type": "web_search"}
@@ -225,13 +209,9 @@ async def test_length_is_incomplete(client: openai.AsyncOpenAI) -> None:
 
 
 @pytest.mark.parametrize(("first_model", "second_model"), [("claude", "claude"), ("claude", "gpt-chat-only")])
-async def test_previous_response_id_chain(
-    gateway: Gateway, client, first_model: str, second_model: str
-) -> None:
+async def test_previous_response_id_chain(gateway: Gateway, client, first_model: str, second_model: str) -> None:
     first = await client.responses.create(model=first_model, input="My name is Lan", instructions="Be brief")
-    second = await client.responses.create(
-        model=second_model, input="What is my name?", previous_response_id=first.id
-    )
+    second = await client.responses.create(model=second_model, input="What is my name?", previous_response_id=first.id)
     assert text_of(second) == "Echo: What is my name?" and second.previous_response_id == first.id
     if second_model == "claude":
         sent = gateway.anthropic_received[-1].body["messages"]
@@ -241,9 +221,7 @@ async def test_previous_response_id_chain(
     else:
         sent = gateway.received[-1].body["messages"]
         assert [m["role"] for m in sent] == ["user", "assistant", "user"]
-    third = await client.responses.create(
-        model=first_model, input="And again?", previous_response_id=second.id
-    )
+    third = await client.responses.create(model=first_model, input="And again?", previous_response_id=second.id)
     assert len(gateway.anthropic_received[-1].body["messages"]) == 5 or first_model != "claude"
     assert (await client.responses.retrieve(third.id)).id == third.id
 

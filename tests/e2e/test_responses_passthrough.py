@@ -32,9 +32,7 @@ async def test_plain_passthrough(gateway: Gateway, client: openai.AsyncOpenAI) -
     }
     record = await gateway.record(raw.headers["x-request-id"])
     assert record.usage.output_tokens == resp.usage.output_tokens and record.upstream == "fake"
-    assert (
-        text_of(await client.responses.retrieve(resp.id)) == "Echo: Hello there"
-    )  # the gateway stored it too
+    assert text_of(await client.responses.retrieve(resp.id)) == "Echo: Hello there"  # the gateway stored it too
 
 
 async def test_streamed_passthrough(gateway: Gateway, client: openai.AsyncOpenAI) -> None:
@@ -94,9 +92,7 @@ async def test_a_codex_shaped_request(gateway: Gateway, model: str) -> None:
         assert [item.type for item in output][:2] == ["reasoning", "web_search_call"]
     else:
         sent = gateway.anthropic_received[-1].body
-        assert [t["name"] for t in sent["tools"]] == [
-            "get_weather"
-        ]  # web_search dropped: Claude cannot run it
+        assert [t["name"] for t in sent["tools"]] == ["get_weather"]  # web_search dropped: Claude cannot run it
         assert sent["system"] == "You are Codex, a coding agent.\n\nSandbox: workspace-write"
         assert sent["thinking"]["type"] == "enabled"
         assert output[0].type == "reasoning" and output[0].encrypted_content.startswith("izzi-anthropic:")
@@ -118,11 +114,7 @@ async def test_chain_moves_between_vendors(gateway: Gateway, client: openai.Asyn
     sent = gateway.received[-1].body
     assert "previous_response_id" not in sent
     kinds = [item.get("type", "message") for item in sent["input"]]
-    assert (
-        "reasoning" not in kinds
-        and kinds.count("function_call") == 2
-        and kinds.count("function_call_output") == 2
-    )
+    assert "reasoning" not in kinds and kinds.count("function_call") == 2 and kinds.count("function_call_output") == 2
     third = await client.responses.create(model="claude-thinking", previous_response_id=second.id, input="thanks",
                                           reasoning={"effort": "low"})  # fmt: skip
     messages = gateway.anthropic_received[-1].body["messages"]

@@ -86,9 +86,7 @@ async def test_tools_plain_and_round_trip(gateway: Gateway, client: openai.Async
         {"role": "tool", "tool_call_id": calls[0].id, "content": "31C"},
         {"role": "tool", "tool_call_id": calls[1].id, "content": "noon"},
     ]
-    second = await client.chat.completions.create(
-        model="claude-tools", messages=messages, tools=WEATHER_TOOLS
-    )
+    second = await client.chat.completions.create(model="claude-tools", messages=messages, tools=WEATHER_TOOLS)
     assert second.choices[0].message.content == "Tool results: 31C; noon"
     turn = gateway.anthropic_received[-1].body["messages"]
     assert [m["role"] for m in turn] == ["user", "assistant", "user"]
@@ -97,9 +95,7 @@ async def test_tools_plain_and_round_trip(gateway: Gateway, client: openai.Async
 
 async def test_tool_argument_deltas_streamed(client: openai.AsyncOpenAI) -> None:
     deltas = []
-    async with client.chat.completions.stream(
-        model="claude-tools", messages=HELLO, tools=WEATHER_TOOLS
-    ) as stream:
+    async with client.chat.completions.stream(model="claude-tools", messages=HELLO, tools=WEATHER_TOOLS) as stream:
         async for event in stream:
             if event.type == "tool_calls.function.arguments.delta":
                 deltas.append((event.index, event.arguments_delta))
@@ -114,9 +110,7 @@ async def test_tool_argument_deltas_streamed(client: openai.AsyncOpenAI) -> None
 @pytest.mark.parametrize("named", [True, False])
 async def test_tool_choice_named_and_none(gateway: Gateway, client: openai.AsyncOpenAI, named: bool) -> None:
     choice = {"type": "function", "function": {"name": "get_time"}} if named else "none"
-    await client.chat.completions.create(
-        model="claude", messages=HELLO, tools=WEATHER_TOOLS, tool_choice=choice
-    )
+    await client.chat.completions.create(model="claude", messages=HELLO, tools=WEATHER_TOOLS, tool_choice=choice)
     expected = {"type": "tool", "name": "get_time"} if named else {"type": "none"}
     assert gateway.anthropic_received[-1].body["tool_choice"] == expected
 
@@ -127,9 +121,7 @@ async def test_images(gateway: Gateway, client: openai.AsyncOpenAI) -> None:
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
     ]
-    completion = await client.chat.completions.create(
-        model="claude", messages=[{"role": "user", "content": content}]
-    )
+    completion = await client.chat.completions.create(model="claude", messages=[{"role": "user", "content": content}])
     assert completion.choices[0].message.content == "Echo: What is in this picture? [2 image(s)]"
     blocks = gateway.anthropic_received[-1].body["messages"][0]["content"]
     assert blocks[1] == {
@@ -149,9 +141,7 @@ async def test_reasoning_effort_becomes_a_thinking_budget(gateway: Gateway, clie
     assert sent["max_tokens"] == 8192 + 2048 and "temperature" not in sent
     if stream:
         chunks = [c async for c in response]
-        reasoning = "".join(
-            getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices
-        )
+        reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices)
         content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     else:
         message = response.choices[0].message
@@ -166,8 +156,7 @@ async def test_no_thinking_without_the_signed_block(gateway: Gateway, client: op
     first = await client.chat.completions.create(model="claude-thinking", messages=HELLO, tools=WEATHER_TOOLS,
                                                  reasoning_effort="medium")  # fmt: skip
     results = [
-        {"role": "tool", "tool_call_id": call.id, "content": "31C"}
-        for call in first.choices[0].message.tool_calls
+        {"role": "tool", "tool_call_id": call.id, "content": "31C"} for call in first.choices[0].message.tool_calls
     ]
     messages = [*HELLO, first.choices[0].message.to_dict(), *results]
     second = await client.chat.completions.create(

@@ -135,11 +135,7 @@ def test_models_toml_errors_name_file_and_key(tmp_path: Path, models: str, key: 
 
 
 def test_env_values_with_defaults_and_plugin_options(tmp_path: Path) -> None:
-    izzi = (
-        '[server]\nport = { env = "PORT", default = 9000 }\n'
-        + UP
-        + 'api_key = { env = "UP_KEY" }\nchunks = 3\n'
-    )
+    izzi = '[server]\nport = { env = "PORT", default = 9000 }\n' + UP + 'api_key = { env = "UP_KEY" }\nchunks = 3\n'
     config = load_config(write(tmp_path, izzi), env={"UP_KEY": "k"})
     assert config.server.port == 9000
     assert config.upstreams["up"].api_key == Secret("UP_KEY", "k")

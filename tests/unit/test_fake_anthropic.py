@@ -104,9 +104,7 @@ async def test_echo_usage_and_recording(client: Client, server: TestServer) -> N
 
 async def test_images_are_counted_like_the_openai_fake(client: Client) -> None:
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}}
-    msg = await ask(
-        client, [{"type": "text", "text": "Look"}, image, image, {"type": "text", "text": "here"}]
-    )
+    msg = await ask(client, [{"type": "text", "text": "Look"}, image, image, {"type": "text", "text": "here"}])
     url = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PIXEL}}
     openai = ChatScript(
         {"messages": [user([{"type": "text", "text": "Look"}, url, url, {"type": "text", "text": "here"}])]}
@@ -198,9 +196,7 @@ async def test_redacted_thinking_round_trip(client: Client) -> None:
     assert first.content[1].data.startswith("redacted:")
     raw = await events(client, "Secret", model="claude-redacted", thinking=THINKING)
     starts = [e.content_block for e in raw if e.type == "content_block_start"]
-    assert [b.type for b in starts] == ["thinking", "redacted_thinking", "text"] and starts[
-        1
-    ] == first.content[1]
+    assert [b.type for b in starts] == ["thinking", "redacted_thinking", "text"] and starts[1] == first.content[1]
     ok = await ask(client, thinking=THINKING, messages=turn("Secret", first.to_param()["content"], "Go"))
     assert ok.content[-1].text == "Echo: Go"
     blocks = [b.to_dict() for b in first.content]
@@ -283,9 +279,7 @@ async def test_count_tokens_matches_usage(client: Client, server: TestServer) ->
     kw: Any = {"system": "Be brief.", "messages": [user("Count these words, please")]}
     counted = await client.messages.count_tokens(model="claude-fake", **kw)
     assert MessageTokensCount.model_validate(counted.to_dict()).input_tokens == 9  # ceil(34/4)
-    assert (
-        strict(await client.messages.create(model="claude-fake", max_tokens=64, **kw)).usage.input_tokens == 9
-    )
+    assert strict(await client.messages.create(model="claude-fake", max_tokens=64, **kw)).usage.input_tokens == 9
     assert server.app[RECEIVED][0].path == "/v1/messages/count_tokens"
     with pytest.raises(anthropic.BadRequestError, match="at least one message"):
         await client.messages.count_tokens(model="claude-fake", messages=[])
@@ -321,7 +315,5 @@ async def test_invalid_bodies(server: TestServer, change: dict[str, Any], expect
     body = {k: v for k, v in {**params("Hi"), **change}.items() if v is not None}
     status, text = await post(server, body)
     error = ErrorResponse.model_validate_json(text).error
-    assert status == 400 and error.type == "invalid_request_error" and expected in error.message, (
-        error.message
-    )
+    assert status == 400 and error.type == "invalid_request_error" and expected in error.message, error.message
     assert server.app[RECEIVED][-1].body == body

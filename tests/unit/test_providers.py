@@ -40,20 +40,14 @@ async def test_allowlist_variable(monkeypatch) -> None:
 
 
 async def test_unknown_kind_lists_installed(tmp_path) -> None:
-    (tmp_path / "models.toml").write_text(
-        '[models.m]\nname="m"\ntier="budget"\ninput=1\noutput=1\nroutes=["x:m"]\n'
-    )
+    (tmp_path / "models.toml").write_text('[models.m]\nname="m"\ntier="budget"\ninput=1\noutput=1\nroutes=["x:m"]\n')
     (tmp_path / "izzi.toml").write_text('[upstreams.x]\nkind = "nonesuch"\n')
     config = load_config(tmp_path / "izzi.toml", env={})
     async with aiohttp.ClientSession() as session:
         with pytest.raises(ConfigError) as caught:
             build_upstreams(config, session, Registry())
     assert caught.value.key == "upstreams.x.kind"
-    assert (
-        "'nonesuch'" in caught.value.problem
-        and "mock" in caught.value.problem
-        and "openai" in caught.value.problem
-    )
+    assert "'nonesuch'" in caught.value.problem and "mock" in caught.value.problem and "openai" in caught.value.problem
 
 
 class _Unavailable:
@@ -72,9 +66,7 @@ class _Buggy(_Unavailable):
 
 
 async def test_plugin_failures_leave_the_rest_running(tmp_path, caplog) -> None:
-    (tmp_path / "models.toml").write_text(
-        '[models.m]\nname="m"\ntier="budget"\ninput=1\noutput=1\nroutes=["a:m"]\n'
-    )
+    (tmp_path / "models.toml").write_text('[models.m]\nname="m"\ntier="budget"\ninput=1\noutput=1\nroutes=["a:m"]\n')
     (tmp_path / "izzi.toml").write_text(
         '[upstreams.a]\nkind = "unavailable"\n[upstreams.b]\nkind = "buggy"\n[upstreams.c]\nkind = "mock"\n'
     )
@@ -92,9 +84,7 @@ async def test_plugin_failures_leave_the_rest_running(tmp_path, caplog) -> None:
 
 
 async def test_plugin_options_are_validated_by_the_plugin(tmp_path) -> None:
-    (tmp_path / "models.toml").write_text(
-        '[models.m]\nname="m"\ntier="budget"\ninput=1\noutput=1\nroutes=["a:m"]\n'
-    )
+    (tmp_path / "models.toml").write_text('[models.m]\nname="m"\ntier="budget"\ninput=1\noutput=1\nroutes=["a:m"]\n')
     (tmp_path / "izzi.toml").write_text('[upstreams.a]\nkind = "mock"\nchunkz = 3\n')
     config = load_config(tmp_path / "izzi.toml", env={})
     async with aiohttp.ClientSession() as session:

@@ -85,11 +85,7 @@ def test_translated_to_openai_is_a_valid_chunk_sequence() -> None:
     chunks = [ChatCompletionChunk.model_validate(orjson.loads(e)) for e in events[:-1]]
     assert chunks[-2].choices[0].finish_reason == "tool_calls" and chunks[-1].usage is not None
     names = [
-        tc.function.name
-        for c in chunks
-        if c.choices
-        for tc in c.choices[0].delta.tool_calls or ()
-        if tc.function.name
+        tc.function.name for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or () if tc.function.name
     ]
     assert names == ["get_time"]
 

@@ -101,9 +101,7 @@ def parse(raw: bytes, schema: type[CountTokensRequest] = MessagesRequest) -> Par
         raise invalid(exc) from None
     if isinstance(req, MessagesRequest):
         if "max_tokens" not in body:
-            raise InvalidRequest(
-                "Invalid request body: Object missing required field `max_tokens`", param="max_tokens"
-            )
+            raise InvalidRequest("Invalid request body: Object missing required field `max_tokens`", param="max_tokens")
         if req.max_tokens < 1:
             raise InvalidRequest("`max_tokens` must be at least 1", param="max_tokens")
     if not req.messages:
@@ -190,9 +188,7 @@ def _system(system: str | list[_Block] | None) -> list[str]:
 
 def to_canonical(parsed: ParsedRequest) -> c.Request:
     req: MessagesRequest = parsed.typed
-    dropped = {
-        key for key in ("context_management", "container", "mcp_servers", "top_k") if key in parsed.body
-    }
+    dropped = {key for key in ("context_management", "container", "mcp_servers", "top_k") if key in parsed.body}
     messages = [c.Message(m.role, _parts(m.content, dropped)) for m in req.messages]
     tools = []
     for tool in req.tools or ():
@@ -332,8 +328,7 @@ def from_canonical(req: c.Request, target: c.Target) -> dict[str, Any]:
         body["stop_sequences"] = req.stop
     if req.tools:
         body["tools"] = [
-            {"name": t.name, "input_schema": t.parameters}
-            | ({"description": t.description} if t.description else {})
+            {"name": t.name, "input_schema": t.parameters} | ({"description": t.description} if t.description else {})
             for t in req.tools
         ]
         if req.tool_choice is not None or req.parallel_tool_calls is False:

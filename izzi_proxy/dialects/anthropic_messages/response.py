@@ -104,9 +104,7 @@ def parse_response(body: bytes, upstream: str) -> c.Response:
     try:
         wire = msgspec.json.decode(body, type=_WireMessage)
     except msgspec.MsgspecError as exc:
-        raise UpstreamError(
-            f"Upstream {upstream!r} did not answer with a Message: {exc}", upstream=upstream
-        ) from None
+        raise UpstreamError(f"Upstream {upstream!r} did not answer with a Message: {exc}", upstream=upstream) from None
     return c.Response(
         id=wire.id,
         model=wire.model,
@@ -188,9 +186,7 @@ class StreamParser:
         kind = wire.type
         if kind == "error":
             message = (wire.error or {}).get("message", event.data)
-            raise UpstreamError(
-                f"Upstream {self.upstream!r} failed mid-stream: {message}", upstream=self.upstream
-            )
+            raise UpstreamError(f"Upstream {self.upstream!r} failed mid-stream: {message}", upstream=self.upstream)
         if kind == "message_start" and wire.message is not None:
             self.usage = merge_usage(None, wire.message.usage)
             return [c.Start(wire.message.id, wire.message.model, self.usage)]

@@ -43,9 +43,7 @@ class OpenAIChat:
         return response.StreamRenderer(parsed.model, self._client_wants_usage(parsed))
 
     def error_body(self, error: GatewayError) -> dict[str, Any]:
-        return {
-            "error": {"type": error.type, "message": error.message, "param": error.param, "code": error.code}
-        }
+        return {"error": {"type": error.type, "message": error.message, "param": error.param, "code": error.code}}
 
     def stream_error(self, error: GatewayError) -> bytes:
         return sse.encode(orjson.dumps(self.error_body(error)))

@@ -202,9 +202,7 @@ def to_canonical(parsed: ParsedRequest) -> c.Request:
             messages.append(c.Message("user", _parts(message.content, dropped)))
         else:
             parts = _parts(message.content, dropped)
-            parts += [
-                c.ToolCall(t.id, t.function.name, t.function.arguments) for t in message.tool_calls or ()
-            ]
+            parts += [c.ToolCall(t.id, t.function.name, t.function.arguments) for t in message.tool_calls or ()]
             messages.append(c.Message("assistant", parts))
     tools = []
     for tool in req.tools or ():

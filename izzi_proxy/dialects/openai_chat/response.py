@@ -120,9 +120,7 @@ def parse_response(body: bytes) -> c.Response:
     try:
         wire = msgspec.json.decode(body, type=_WireCompletion)
     except msgspec.MsgspecError as exc:
-        raise UpstreamError(
-            f"The upstream's answer is not an OpenAI chat completion: {exc}", upstream="-"
-        ) from None
+        raise UpstreamError(f"The upstream's answer is not an OpenAI chat completion: {exc}", upstream="-") from None
     choice = next((ch for ch in wire.choices if ch.index == 0), None)
     parts: list[c.Part] = []
     message = choice.message if choice is not None else None
@@ -246,9 +244,7 @@ class StreamParser:
         return [*out, c.BlockStart(self._open, part)]
 
     def _write(self, kind: str, value: str) -> list[c.StreamEvent]:
-        out = (
-            [] if self._kind == kind else self._begin(kind, c.Text("") if kind == "text" else c.Thinking(""))
-        )
+        out = [] if self._kind == kind else self._begin(kind, c.Text("") if kind == "text" else c.Thinking(""))
         assert self._open is not None
         return [*out, c.Delta(self._open, kind, value)]  # type: ignore[arg-type]
 

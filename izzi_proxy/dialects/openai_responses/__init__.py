@@ -49,9 +49,7 @@ class OpenAIResponses:
         return response.StreamRenderer(parsed)
 
     def error_body(self, error: GatewayError) -> dict[str, Any]:
-        return {
-            "error": {"type": error.type, "message": error.message, "param": error.param, "code": error.code}
-        }
+        return {"error": {"type": error.type, "message": error.message, "param": error.param, "code": error.code}}
 
     def stream_error(self, error: GatewayError) -> bytes:
         return response.error_event(error, 0)

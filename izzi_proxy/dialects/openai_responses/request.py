@@ -175,10 +175,7 @@ def strip_foreign_reasoning(items: list[dict[str, Any]]) -> list[dict[str, Any]]
     return [
         item
         for item in items
-        if not (
-            item.get("type") == "reasoning"
-            and str(item.get("encrypted_content", "")).startswith(ENCRYPTED_PREFIX)
-        )
+        if not (item.get("type") == "reasoning" and str(item.get("encrypted_content", "")).startswith(ENCRYPTED_PREFIX))
     ]
 
 
@@ -278,9 +275,7 @@ def to_canonical(parsed: ParsedRequest) -> c.Request:
     tools, forced = [], None
     for tool in req.tools or ():
         if tool.type == "function" and tool.name:
-            tools.append(
-                c.Tool(tool.name, tool.description, tool.parameters or {"type": "object", "properties": {}})
-            )
+            tools.append(c.Tool(tool.name, tool.description, tool.parameters or {"type": "object", "properties": {}}))
         else:
             dropped.add(f"built-in tool {tool.type!r}")
     choice = _tool_choice(req.tool_choice)

@@ -58,9 +58,7 @@ def usage_from_wire(u: WireUsage | None) -> c.Usage | None:
     cached = (u.input_tokens_details and u.input_tokens_details.cached_tokens) or 0
     written = (u.input_tokens_details and u.input_tokens_details.cache_write_tokens) or 0
     reasoning = (u.output_tokens_details and u.output_tokens_details.reasoning_tokens) or 0
-    return c.Usage(
-        max((u.input_tokens or 0) - cached - written, 0), u.output_tokens or 0, cached, written, reasoning
-    )
+    return c.Usage(max((u.input_tokens or 0) - cached - written, 0), u.output_tokens or 0, cached, written, reasoning)
 
 
 def usage_to_wire(u: c.Usage) -> dict[str, Any]:
@@ -110,9 +108,7 @@ class Builder:
             **self.echo,
         }
 
-    def reasoning_item(
-        self, item_id: str, part: c.Thinking | c.RedactedThinking, status: str
-    ) -> dict[str, Any]:
+    def reasoning_item(self, item_id: str, part: c.Thinking | c.RedactedThinking, status: str) -> dict[str, Any]:
         text = part.text if isinstance(part, c.Thinking) else ""
         item: dict[str, Any] = {
             "id": item_id,
@@ -126,9 +122,7 @@ class Builder:
 
     @staticmethod
     def message_item(item_id: str, text: str | None, status: str) -> dict[str, Any]:
-        content = (
-            [] if text is None else [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
-        )
+        content = [] if text is None else [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
         return {"id": item_id, "type": "message", "role": "assistant", "status": status, "content": content}
 
     @staticmethod
@@ -157,9 +151,7 @@ class Builder:
 
 def render_response(resp: c.Response, parsed: ParsedRequest) -> bytes:
     builder = Builder(parsed)
-    return orjson.dumps(
-        builder.response("completed", builder.output(resp.parts), resp.usage, resp.stop_reason)
-    )
+    return orjson.dumps(builder.response("completed", builder.output(resp.parts), resp.usage, resp.stop_reason))
 
 
 def error_event(error: GatewayError, sequence_number: int) -> bytes:
@@ -270,15 +262,11 @@ class StreamRenderer:
         block.pieces.append(event.value)
         ids = {"item_id": block.item["id"], "output_index": block.index}
         if event.kind == "text":
-            return self._event(
-                "response.output_text.delta", **ids, content_index=0, delta=event.value, logprobs=[]
-            )
+            return self._event("response.output_text.delta", **ids, content_index=0, delta=event.value, logprobs=[])
         if event.kind == "arguments":
             return self._event("response.function_call_arguments.delta", **ids, delta=event.value)
         if self.b.summary:
-            return self._event(
-                "response.reasoning_summary_text.delta", **ids, summary_index=0, delta=event.value
-            )
+            return self._event("response.reasoning_summary_text.delta", **ids, summary_index=0, delta=event.value)
         return b""
 
     def _stop(self, index: int) -> bytes:
@@ -299,16 +287,12 @@ class StreamRenderer:
             done = self.b.call_item(item_id, c.ToolCall(block.part.id, block.part.name, text), "completed")
         else:
             thinking = (
-                block.part
-                if isinstance(block.part, c.RedactedThinking)
-                else c.Thinking(text, block.part.signature)
+                block.part if isinstance(block.part, c.RedactedThinking) else c.Thinking(text, block.part.signature)
             )
             done = self.b.reasoning_item(item_id, thinking, "completed")
             if self.b.summary and isinstance(block.part, c.Thinking):
                 summary = {"type": "summary_text", "text": text}
                 out += self._event("response.reasoning_summary_text.done", **ids, summary_index=0, text=text)
-                out += self._event(
-                    "response.reasoning_summary_part.done", **ids, summary_index=0, part=summary
-                )
+                out += self._event("response.reasoning_summary_part.done", **ids, summary_index=0, part=summary)
         self.output[block.index] = done
         return out + self._event("response.output_item.done", output_index=block.index, item=done)

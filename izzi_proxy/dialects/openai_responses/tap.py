@@ -61,8 +61,6 @@ class ResponsesTap:
             self.final = event.get("response")
             wire = (self.final or {}).get("usage")
             try:
-                self.usage = (
-                    response.usage_from_wire(msgspec.convert(wire, response.WireUsage)) if wire else None
-                )
+                self.usage = response.usage_from_wire(msgspec.convert(wire, response.WireUsage)) if wire else None
             except msgspec.ValidationError:
                 self.usage = None

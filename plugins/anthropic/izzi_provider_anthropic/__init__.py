@@ -53,9 +53,7 @@ class AnthropicProvider:
         if not upstream.base_url:
             raise ConfigError(upstream.source, "base_url", "an anthropic upstream needs a base_url")
         if upstream.options:
-            raise ConfigError(
-                upstream.source, next(iter(upstream.options)), "unknown key for an anthropic upstream"
-            )
+            raise ConfigError(upstream.source, next(iter(upstream.options)), "unknown key for an anthropic upstream")
         if upstream.api_key is not None and not upstream.api_key.value:
             raise UpstreamUnavailable(f"set {upstream.api_key.env} to use it")
         return cls(upstream, session)

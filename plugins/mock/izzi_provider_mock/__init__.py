@@ -62,9 +62,7 @@ class MockProvider:
         get = lambda key: values.get(key, _OPTIONS[key][1])  # noqa: E731
         if get("chunks") < 1:
             raise ConfigError(upstream.source, "chunks", "must be at least 1")
-        return cls(
-            upstream.name, get("chunks"), get("chunk_delay_ms") / 1000, get("first_byte_delay_ms") / 1000
-        )
+        return cls(upstream.name, get("chunks"), get("chunk_delay_ms") / 1000, get("first_byte_delay_ms") / 1000)
 
     async def aclose(self) -> None:
         pass

@@ -43,9 +43,7 @@ class OpenAIProvider:
             raise ConfigError(upstream.source, "base_url", "an openai upstream needs a base_url")
         for key, value in upstream.options.items():
             if key != "responses":
-                raise ConfigError(
-                    upstream.source, key, "unknown key for an openai upstream (options: responses)"
-                )
+                raise ConfigError(upstream.source, key, "unknown key for an openai upstream (options: responses)")
             if not isinstance(value, bool):
                 raise ConfigError(upstream.source, key, f"must be true or false, got {value!r}")
         if upstream.api_key is not None and not upstream.api_key.value:

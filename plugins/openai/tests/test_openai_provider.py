@@ -120,9 +120,7 @@ async def test_config_validation() -> None:
         with pytest.raises(ConfigError, match="needs a base_url"):
             OpenAIProvider.from_config(upstream(None), session)
         with pytest.raises(ConfigError, match="unknown key"):
-            OpenAIProvider.from_config(
-                upstream("http://x/v1", options=MappingProxyType({"chunks": 1})), session
-            )
+            OpenAIProvider.from_config(upstream("http://x/v1", options=MappingProxyType({"chunks": 1})), session)
         with pytest.raises(UpstreamUnavailable, match="set K to use it"):
             OpenAIProvider.from_config(upstream("http://x/v1", api_key=Secret("K", None)), session)
         keyless = OpenAIProvider.from_config(upstream("http://x/v1", api_key=None), session)

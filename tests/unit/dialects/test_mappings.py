@@ -80,9 +80,7 @@ def test_usage_anthropic_to_openai() -> None:
         "cache_read_input_tokens": 40,
     }
     resp = ANTHROPIC_MESSAGES.parse_response(anthropic_message("end_turn", usage), "up")
-    assert resp.usage == c.Usage(
-        input_tokens=10, output_tokens=20, cache_read_tokens=40, cache_write_tokens=30
-    )
+    assert resp.usage == c.Usage(input_tokens=10, output_tokens=20, cache_read_tokens=40, cache_write_tokens=30)
     rendered = orjson.loads(OPENAI_CHAT.render_response(resp, parsed(OPENAI_CHAT)))["usage"]
     assert (rendered["prompt_tokens"], rendered["completion_tokens"], rendered["total_tokens"]) == (
         80,
@@ -111,10 +109,7 @@ ERRORS = [
     (ServerError("x"), 500, "server_error"),
     (UpstreamConnectionError("x", upstream="u"), 502, "connection_error"),
     *[(upstream_error("u", status, "m"), 400, "invalid_request_error") for status in (400, 413, 422)],
-    *[
-        (upstream_error("u", status, "m"), 502, "upstream_error")
-        for status in (401, 403, 404, 408, 429, 500, 503, 529)
-    ],
+    *[(upstream_error("u", status, "m"), 502, "upstream_error") for status in (401, 403, 404, 408, 429, 500, 503, 529)],
 ]
 
 

@@ -1,0 +1,42 @@
+"""What an API key may do: its account's plan (with the account's overrides) gives the
+limits and the model tiers; the key's own allow-list can narrow the models further."""
+
+from __future__ import annotations
+
+from izzi_proxy.catalog import ModelEntry
+from izzi_proxy.config import LIMIT_NAMES, LimitsConfig, Plan
+from izzi_proxy.errors import ModelNotAllowed
+from izzi_proxy.ledger import ApiKey
+from izzi_proxy.limiter import Limits
+
+OVERRIDABLE = (*LIMIT_NAMES, "tiers")
+
+
+def plan_of(config: LimitsConfig, key: ApiKey) -> Plan:
+    """The key's account's plan; an account on a plan since removed from plans.toml falls
+    back to the default plan (and the log says so at start, see ``check_accounts``)."""
+    return config.plans.get(key.plan) or config.plans[config.default_plan]
+
+
+def limits_for(config: LimitsConfig, key: ApiKey) -> tuple[Plan, Limits]:
+    plan = plan_of(config, key)
+    values = {name: int(key.overrides.get(name, getattr(plan, name))) for name in LIMIT_NAMES}
+    return plan, Limits(**values)
+
+
+def check_model(config: LimitsConfig, key: ApiKey, entry: ModelEntry) -> None:
+    """403 unless the plan's tiers and the key's allow-list both admit the model."""
+    plan = plan_of(config, key)
+    tiers = key.overrides.get("tiers") or plan.tiers
+    if entry.tier not in tiers:
+        raise ModelNotAllowed(
+            f"The model {entry.id!r} ({entry.tier} tier) is not included in the {plan.name} plan, which "
+            f"includes the {', '.join(t for t in ('maintained', 'budget', 'standard', 'premium') if t in tiers)} "
+            "tier(s)",
+            param="model",
+        )
+    if key.allow is not None and entry.id not in key.allow and f"tier:{entry.tier}" not in key.allow:
+        raise ModelNotAllowed(
+            f"This API key may not use the model {entry.id!r}; it is limited to {', '.join(key.allow) or 'no model'}",
+            param="model",
+        )

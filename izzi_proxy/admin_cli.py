@@ -1,0 +1,186 @@
+"""``izzi-proxy accounts …`` and ``izzi-proxy keys …``: the operator's admin commands.
+
+    accounts create NAME [--plan P] [--override rpm=200 …]
+    accounts list
+    accounts show NAME                              plan, limits, keys, today's usage
+    accounts set NAME [--plan P] [--override k=v …] [--clear-overrides]
+    keys create --name N [--account A] [--plan P] [--expires-days D] [--models m1,tier:budget] [--if-none]
+    keys list [--account A]
+    keys revoke ID
+
+Keys are printed once, at creation; only their hash and an 11-character prefix are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+
+from izzi_proxy.access import OVERRIDABLE, limits_for
+from izzi_proxy.catalog import TIERS
+from izzi_proxy.config import Config
+from izzi_proxy.ledger import Account, Ledger, open_ledger
+
+
+def add_commands(sub: argparse._SubParsersAction, with_config) -> None:
+    accounts = sub.add_parser("accounts", help="manage accounts").add_subparsers(dest="accounts_command", required=True)
+    create = with_config(accounts.add_parser("create", help="create an account"))
+    create.add_argument("name")
+    create.add_argument("--plan", help="its plan (default: plans.toml's default)")
+    create.add_argument(
+        "--override", action="append", default=[], metavar="K=V", help=f"one of {', '.join(OVERRIDABLE)}"
+    )
+    with_config(accounts.add_parser("list", help="list accounts"))
+    show = with_config(accounts.add_parser("show", help="an account's plan, limits, keys and usage today"))
+    show.add_argument("name")
+    update = with_config(accounts.add_parser("set", help="change an account's plan or overrides"))
+    update.add_argument("name")
+    update.add_argument("--plan")
+    update.add_argument("--override", action="append", default=[], metavar="K=V")
+    update.add_argument("--clear-overrides", action="store_true")
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    create = with_config(keys.add_parser("create", help="create a key and print it once"))
+    create.add_argument("--name", required=True, help="a label for the key")
+    create.add_argument("--account", default="default", help="account name (created if new)")
+    create.add_argument("--plan", help="plan of a newly created account (default: plans.toml's default)")
+    create.add_argument("--expires-days", type=float, help="the key stops working after this many days")
+    create.add_argument("--models", help="comma-separated model ids and tier:<tier> entries the key may use")
+    create.add_argument("--if-none", action="store_true", help="do nothing if the account already has a live key")
+    listing = with_config(keys.add_parser("list", help="list keys (prefixes only)"))
+    listing.add_argument("--account", help="only this account's keys")
+    revoke = with_config(keys.add_parser("revoke", help="revoke a key by id"))
+    revoke.add_argument("id", type=int)
+
+
+class UsageError(Exception):
+    pass
+
+
+async def run(config: Config, args: argparse.Namespace) -> int:
+    ledger = await open_ledger(config.storage.database_url)
+    try:
+        if args.command == "accounts":
+            return await _accounts(config, ledger, args)
+        return await _keys(config, ledger, args)
+    except UsageError as exc:
+        print(f"izzi-proxy: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await ledger.aclose()
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else "-"
+
+
+def _plan(config: Config, name: str | None) -> str:
+    plan = name or config.limits.default_plan
+    if plan not in config.limits.plans:
+        raise UsageError(f"no plan {plan!r}; plans: {', '.join(config.limits.plans)}")
+    return plan
+
+
+def _overrides(pairs: list[str]) -> dict:
+    overrides: dict = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or name not in OVERRIDABLE:
+            raise UsageError(f"--override takes K=V with K one of {', '.join(OVERRIDABLE)}, got {pair!r}")
+        if name == "tiers":
+            tiers = [t for t in value.split(",") if t]
+            if bad := [t for t in tiers if t not in TIERS]:
+                raise UsageError(f"unknown tier {bad[0]!r}; tiers: {', '.join(TIERS)}")
+            overrides[name] = tiers
+        elif not value.isdigit() or int(value) < 1:
+            raise UsageError(f"{name} must be a whole number of at least 1, got {value!r}")
+        else:
+            overrides[name] = int(value)
+    return overrides
+
+
+async def _account(ledger: Ledger, name: str) -> Account:
+    account = await ledger.get_account(name)
+    if account is None:
+        raise UsageError(f"no account named {name!r}")
+    return account
+
+
+async def _accounts(config: Config, ledger: Ledger, args: argparse.Namespace) -> int:
+    command = args.accounts_command
+    if command == "create":
+        if await ledger.get_account(args.name) is not None:
+            raise UsageError(f"an account named {args.name!r} exists")
+        account = await ledger.create_account(args.name, _plan(config, args.plan), _overrides(args.override))
+        print(f"created account {account.id} {account.name!r} on plan {account.plan}", file=sys.stderr)
+    elif command == "list":
+        for account in await ledger.list_accounts():
+            extra = f"\toverrides {account.overrides}" if account.overrides else ""
+            print(f"{account.id}\t{account.name}\t{account.plan}\tcreated {_when(account.created_at)}{extra}")
+    elif command == "set":
+        account = await _account(ledger, args.name)
+        overrides = {} if args.clear_overrides else {**account.overrides, **_overrides(args.override)}
+        plan = _plan(config, args.plan) if args.plan else None
+        await ledger.update_account(account.id, plan, overrides if (args.override or args.clear_overrides) else None)
+        print(f"updated account {account.name!r}", file=sys.stderr)
+    else:
+        account = await _account(ledger, args.name)
+        keys = await ledger.list_keys(account.id)
+        plan, limits = limits_for(config.limits, keys[0]) if keys else (config.limits.plans.get(account.plan), None)
+        print(f"account {account.id} {account.name!r}, plan {account.plan}, created {_when(account.created_at)}")
+        if limits is not None:
+            print(f"limits: {limits.rpm} requests/min, {limits.concurrent} in flight, {limits.daily} per day")
+        if account.overrides:
+            print(f"overrides: {account.overrides}")
+        since = time.time() - (time.time() % 86400)
+        used = [
+            r for r in await ledger.usage_records(limit=100_000) if r.account_id == account.id and r.started_at >= since
+        ]
+        print(f"requests today (UTC): {len(used)}")
+        for key in keys:
+            print(f"  key {key.id}\t{key.prefix}…\t{key.name}\t{_key_state(key)}")
+    return 0
+
+
+def _key_state(key) -> str:
+    if key.revoked_at:
+        return f"revoked {_when(key.revoked_at)}"
+    if key.expires_at and key.expires_at <= time.time():
+        return f"expired {_when(key.expires_at)}"
+    state = "live" + (f" until {_when(key.expires_at)}" if key.expires_at else "")
+    return state + (f", models {','.join(key.allow)}" if key.allow is not None else "")
+
+
+async def _keys(config: Config, ledger: Ledger, args: argparse.Namespace) -> int:
+    if args.keys_command == "create":
+        account = await ledger.get_account(args.account)
+        if account is None:
+            account = await ledger.create_account(args.account, _plan(config, args.plan))
+        elif args.if_none and any(k.live(time.time()) for k in await ledger.list_keys(account.id)):
+            print(f"account {account.name!r} already has a key; none created", file=sys.stderr)
+            return 0
+        allow = None
+        if args.models is not None:
+            allow = [m.strip() for m in args.models.split(",") if m.strip()]
+            known = {e.id for e in config.catalog} | {f"tier:{t}" for t in TIERS}
+            if bad := [m for m in allow if m not in known]:
+                raise UsageError(f"--models: {bad[0]!r} is neither a catalog model id nor tier:<tier>")
+        expires = time.time() + args.expires_days * 86400 if args.expires_days else None
+        key, secret = await ledger.create_key(account.id, args.name, expires, allow)
+        print(f"created key {key.id} {key.name!r} for account {account.name!r} (plan {account.plan}); "
+              "it is shown only once:", file=sys.stderr)  # fmt: skip
+        print(secret)
+        return 0
+    if args.keys_command == "list":
+        account_id = (await _account(ledger, args.account)).id if args.account else None
+        for key in await ledger.list_keys(account_id):
+            created = _when(key.created_at)
+            print(f"{key.id}\t{key.prefix}…\t{key.account_name}\t{key.name}\t{_key_state(key)}\tcreated {created}")
+        return 0
+    if await ledger.revoke_key(args.id):
+        print(f"revoked key {args.id}", file=sys.stderr)
+        return 0
+    print(f"no live key with id {args.id}", file=sys.stderr)
+    return 1

@@ -1,0 +1,93 @@
+"""What happens when the shared limiter cannot be reached: the configured policy, at once.
+
+``open``: the request is admitted, a warning is logged (at most every ``WARN_EVERY_S``) and
+the answer says ``x-ratelimit-degraded: true``. ``closed``: 503 ``service_unavailable`` with
+Retry-After. After a failure the backend is left alone for ``BACKOFF_S`` (every request
+meanwhile gets the policy without waiting on a timeout), then tried again, so limits come
+back by themselves when Redis does. Never silently per-process: a degraded answer says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from izzi_proxy.errors import LimiterUnavailable
+from izzi_proxy.limiter import Decision, Limiter, Limits
+
+log = logging.getLogger("izzi.limiter")
+
+BACKOFF_S = 1.0
+WARN_EVERY_S = 10.0
+
+
+class GuardedLimiter:
+    def __init__(self, backend: Limiter, policy: str) -> None:
+        self._backend = backend
+        self._policy = policy
+        self._down_until = 0.0
+        self._warned = 0.0
+
+    @property
+    def degraded(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    def _failed(self, exc: BaseException | None) -> None:
+        now = time.monotonic()
+        if exc is not None:
+            self._down_until = now + BACKOFF_S
+        if now - self._warned >= WARN_EVERY_S:
+            self._warned = now
+            action = "admitting requests unchecked" if self._policy == "open" else "refusing requests (503)"
+            log.warning("the limiter is unreachable (%r); %s until it is back", exc, action)
+
+    def _fallback(self, exc: BaseException | None, limits: Limits) -> Decision:
+        self._failed(exc)
+        if self._policy == "closed":
+            raise LimiterUnavailable(
+                "Rate limits cannot be checked right now; try again shortly", retry_after_s=BACKOFF_S
+            )
+        return Decision(True, None, 0.0, limits.rpm, time.time(), 0, 0, None, degraded=True)
+
+    async def admit(
+        self, account: str, limits: Limits, lease_id: str, now: float, lease_ttl_s: float, ip: str | None = None
+    ) -> Decision:
+        if self.degraded:
+            return self._fallback(None, limits)
+        try:
+            return await self._backend.admit(account, limits, lease_id, now, lease_ttl_s, ip)
+        except Exception as exc:
+            return self._fallback(exc, limits)
+
+    async def peek(self, account: str, limits: Limits, now: float, ip: str | None = None) -> Decision:
+        if self.degraded:
+            return self._fallback(None, limits)
+        try:
+            return await self._backend.peek(account, limits, now, ip)
+        except Exception as exc:
+            return self._fallback(exc, limits)
+
+    async def renew(self, account: str, lease_id: str, now: float, lease_ttl_s: float) -> None:
+        if not self.degraded:
+            try:
+                await self._backend.renew(account, lease_id, now, lease_ttl_s)
+            except Exception as exc:
+                self._failed(exc)
+
+    async def release(self, account: str, lease_id: str) -> None:
+        try:  # tried even when degraded: a lease left behind blocks the account until it expires
+            await self._backend.release(account, lease_id)
+        except Exception as exc:
+            self._failed(exc)
+
+    async def auth_failed(self, ip: str, now: float, max_failures: int, window_s: float, block_s: float) -> float:
+        if self.degraded:
+            return 0.0
+        try:
+            return await self._backend.auth_failed(ip, now, max_failures, window_s, block_s)
+        except Exception as exc:
+            self._failed(exc)
+            return 0.0
+
+    async def aclose(self) -> None:
+        await self._backend.aclose()

@@ -1,0 +1,69 @@
+"""Refuse IPs on the deny-list, and IPs blocked after too many failed authentications.
+
+The client IP is the direct peer, or, when the peer is a configured trusted proxy, the
+right-most ``X-Forwarded-For`` address that is not itself a trusted proxy. Allow-listed IPs
+are never counted or blocked. A failed authentication is counted here (it comes back from
+the auth middleware inside); once an IP is blocked, any key it presents gets 403
+``ip_blocked``: a wrong one here, a right one in the same atomic step that checks the
+rate limits (``rate_limit.py``), so a request pays no extra round trip for the check.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from izzi_proxy.config import Config, Network
+from izzi_proxy.errors import AuthenticationFailed, IPBlocked
+from izzi_proxy.keys import CLIENT_IP, LIMITER
+
+
+def _within(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def client_ip(request: web.Request, trusted_proxies: tuple[Network, ...]) -> str:
+    peer = request.remote or ""
+    if not trusted_proxies or not _within(peer, trusted_proxies):
+        return peer
+    hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", ()) for h in v.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _within(hop, trusted_proxies):
+            return hop
+    return hops[0] if hops else peer
+
+
+def make_ip_block(config: Config) -> Middleware:
+    cfg = config.ip_block
+
+    @web.middleware
+    async def ip_block(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if getattr(request.match_info.handler, "public", True):
+            return await handler(request)
+        ip = client_ip(request, cfg.trusted_proxies)
+        if _within(ip, cfg.deny):
+            raise IPBlocked(f"Requests from {ip} are not accepted", retry_after_s=cfg.block_s)
+        if _within(ip, cfg.allow):
+            return await handler(request)
+        request[CLIENT_IP] = ip
+        try:
+            return await handler(request)
+        except AuthenticationFailed:
+            limiter = request.app[LIMITER]
+            blocked = await limiter.auth_failed(ip, time.time(), cfg.max_failures, cfg.window_s, cfg.block_s)
+            if blocked:
+                raise IPBlocked(
+                    f"Too many failed authentications from {ip}: blocked for {math.ceil(blocked)} s",
+                    retry_after_s=blocked,
+                ) from None
+            raise
+
+    return ip_block

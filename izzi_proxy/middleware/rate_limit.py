@@ -1,0 +1,101 @@
+"""Admit each metered request within its account's plan (requests per minute, in flight,
+per day) and put where the account stands on every answer.
+
+One limiter call per request: ``admit`` for generation routes (which also holds a lease
+until the answer ends, stream included), ``peek`` for the others. The headers are set on
+the request and written by ``add_rate_headers`` in ``on_response_prepare``, so errors and
+streams carry them too. Limits apply per account: all of an account's keys share them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+import time
+from datetime import UTC, datetime
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from izzi_proxy.access import limits_for
+from izzi_proxy.config import Config, Plan
+from izzi_proxy.errors import IPBlocked, QuotaExceeded, RateLimited
+from izzi_proxy.keys import API_KEY, CLIENT_IP, LEASES, LIMITER, RATE_HEADERS
+from izzi_proxy.limiter import Decision, Limits
+
+
+def rate_headers(plan: Plan, limits: Limits, decision: Decision) -> dict[str, str]:
+    headers = {
+        "x-ratelimit-tier": plan.id,
+        "x-ratelimit-limit-requests": str(limits.rpm),
+        "x-ratelimit-remaining-requests": str(decision.remaining),
+        "x-ratelimit-reset-requests": datetime.fromtimestamp(math.ceil(decision.reset_at), UTC).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        ),
+        "x-concurrent-limit": str(limits.concurrent),
+        "x-concurrent-remaining": str(max(0, limits.concurrent - decision.in_flight)),
+    }
+    if decision.degraded:
+        headers["x-ratelimit-degraded"] = "true"
+    return headers
+
+
+def refuse(plan: Plan, limits: Limits, decision: Decision) -> None:
+    wait = decision.retry_after_s
+    seconds = max(1, math.ceil(wait))
+    if decision.reason == "ip":
+        raise IPBlocked(f"Too many failed authentications from this IP: blocked for {seconds} s", retry_after_s=wait)
+    if decision.reason == "daily":
+        raise QuotaExceeded(
+            f"Daily request quota exceeded: the {plan.name} plan allows {limits.daily} requests per day; "
+            "it resets at 00:00 UTC",
+            retry_after_s=wait,
+        )
+    if decision.reason == "concurrent":
+        raise RateLimited(
+            f"Too many requests in flight: the {plan.name} plan allows {limits.concurrent} at once. "
+            f"Try again in {seconds} second(s).",
+            retry_after_s=wait,
+        )
+    raise RateLimited(
+        f"Rate limit exceeded: the {plan.name} plan allows {limits.rpm} requests per minute. "
+        f"Try again in {seconds} second(s).",
+        retry_after_s=wait,
+    )
+
+
+def make_rate_limit(config: Config) -> Middleware:
+    settings = config.limits
+
+    @web.middleware
+    async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        key = request.get(API_KEY)
+        if key is None:
+            return await handler(request)
+        plan, limits = limits_for(settings, key)
+        limiter, account, ip = request.app[LIMITER], str(key.account_id), request.get(CLIENT_IP)
+        if not getattr(request.match_info.handler, "metered", False):
+            decision = await limiter.peek(account, limits, time.time(), ip)
+        else:
+            decision = await limiter.admit(account, limits, secrets.token_hex(8), time.time(), settings.lease_ttl_s, ip)
+        request[RATE_HEADERS] = rate_headers(plan, limits, decision)
+        if not decision.allowed:
+            refuse(plan, limits, decision)
+        if decision.lease is None:
+            return await handler(request)
+        keeper = request.app[LEASES]
+        keeper.hold(account, decision.lease)
+        try:
+            return await handler(request)
+        finally:
+            keeper.drop(decision.lease)
+            await asyncio.shield(limiter.release(account, decision.lease))
+
+    return rate_limit
+
+
+async def add_rate_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the account's standing on every answer, streamed or not."""
+    if (headers := request.get(RATE_HEADERS)) is not None:
+        response.headers.update(headers)
