@@ -112,6 +112,11 @@ def write_gateway_config(directory: Path, upstream_v1: str, anthropic_root: str)
             for model, route in (("bench-echo", "fake:bench-echo"), ("bench-claude", "claude:bench-echo"))
         )
     )
+    # one plan whose limits the load never reaches: the limiter runs, and refuses nothing
+    (directory / "plans.toml").write_text(
+        'default = "bench"\n[plans.bench]\nrpm = 100000000\nconcurrent = 100000\ndaily = 1000000000\n'
+        'tiers = ["maintained", "budget", "standard", "premium"]\n'
+    )
     path = directory / "izzi.toml"
     path.write_text(
         f'[server]\nlog_level = "warning"\n\n'

@@ -114,6 +114,7 @@ def write_config(
     server: str = "",
     models: dict[str, list[str]] | None = None,
     extra_upstreams: str = "",
+    extra: str = "",
 ) -> Path:
     """A config pointing at the fake upstream; returns the path of its izzi.toml."""
     models = TEST_MODELS if models is None else models
@@ -165,6 +166,7 @@ api_key = "env:IZZI_TEST_ANTHROPIC_KEY"
 first_byte_timeout_s = 1
 idle_timeout_s = 1
 {extra_upstreams}
+{extra}
 """
     )
     return path
