@@ -56,9 +56,8 @@ async def test_headers_on_every_answer(gateway: Gateway) -> None:
         assert_rate_headers(caught.value.response.headers, remaining=55)
         models = await client.models.with_raw_response.list()  # a look, not a request counted
         assert_rate_headers(models.headers, remaining=55)
-    async with aiohttp.ClientSession() as session:  # no key: nothing to tell
-        async with session.get(gateway.server.make_url("/v1/models")) as resp:
-            assert resp.status == 401 and "x-ratelimit-tier" not in resp.headers
+    async with aiohttp.ClientSession() as session, session.get(gateway.server.make_url("/v1/models")) as resp:
+        assert resp.status == 401 and "x-ratelimit-tier" not in resp.headers  # no key: nothing to tell
 
 
 async def test_requests_per_minute(gateway: Gateway) -> None:
