@@ -144,14 +144,20 @@ class Config:
                 return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
             if isinstance(value, Mapping):
                 return {k: plain(v) for k, v in value.items()}
-            if isinstance(value, tuple):
+            if isinstance(value, tuple | list):
                 return [plain(v) for v in value]
+            if isinstance(value, frozenset):
+                return sorted(value)
+            if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+                return str(value)
             return value
 
         return {
             "server": plain(self.server),
             "storage": plain(self.storage),
             "upstreams": plain(self.upstreams),
+            "limits": plain(self.limits),
+            "ip_block": plain(self.ip_block),
             "models": {entry.id: plain(entry) for entry in self.catalog},
         }
 

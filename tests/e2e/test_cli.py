@@ -143,3 +143,26 @@ async def test_streams_past_the_shutdown_bound_end_with_an_error(served) -> None
         with pytest.raises(openai.APIError, match="the gateway is stopping"):
             _ = [chunk async for chunk in stream]
     assert await asyncio.wait_for(process.wait(), timeout=15) == 0
+
+
+def test_accounts_and_key_options(tmp_path: Path) -> None:
+    config = str(make_config(tmp_path))
+    assert (
+        cli("accounts", "create", "acme", "--plan", "pro", "--override", "rpm=200", "--config", config).returncode == 0
+    )
+    assert cli("accounts", "create", "acme", "--config", config).returncode == 1  # exists
+    bad = cli("accounts", "create", "x", "--plan", "gold", "--config", config)
+    assert bad.returncode == 1 and "no plan 'gold'" in bad.stderr
+    bad = cli("accounts", "create", "y", "--override", "rpm=fast", "--config", config)
+    assert bad.returncode == 1 and "whole number" in bad.stderr
+    key = cli("keys", "create", "--name", "ci", "--account", "acme", "--models", "echo,tier:budget",
+              "--expires-days", "1", "--config", config)  # fmt: skip
+    assert key.returncode == 0 and key.stdout.startswith("izzi-")
+    bad = cli("keys", "create", "--name", "z", "--account", "acme", "--models", "gpt-99", "--config", config)
+    assert bad.returncode == 1 and "'gpt-99'" in bad.stderr
+    shown = cli("accounts", "show", "acme", "--config", config).stdout
+    assert "plan pro" in shown and "200 requests/min" in shown and "models echo,tier:budget" in shown
+    assert "until" in shown
+    assert cli("accounts", "set", "acme", "--plan", "free", "--clear-overrides", "--config", config).returncode == 0
+    listed = cli("accounts", "list", "--config", config).stdout
+    assert "acme\tfree" in listed and "overrides" not in listed

@@ -147,3 +147,60 @@ def test_mock_upstreams_keep_the_catalog() -> None:
     assert {u.kind for u in config.upstreams.values()} == {"mock"}
     assert dict(config.upstreams["openai"].options) == dict(config.upstreams["mock"].options)
     assert len(config.catalog) == 36
+
+
+def test_bundled_plans_are_the_seeds() -> None:
+    plans = load_config(DEFAULT_CONFIG, env={}).limits.plans
+    rows = {p.id: (p.rpm, p.concurrent, p.daily, p.credits_per_5h) for p in plans.values()}
+    assert rows == {
+        "free": (10, 1, 100, None),
+        "starter": (30, 2, 1000, 35),
+        "pro": (60, 3, 2000, 80),
+        "max": (90, 6, 5000, 180),
+        "ultra": (120, 8, 10000, 400),
+    }
+    assert plans["free"].tiers == {"maintained"} and plans["pro"].tiers == set(TIERS)
+
+
+@pytest.mark.parametrize(
+    ("plans", "key", "words"),
+    [
+        ('default = "gold"\n[plans.free]\nrpm = 1\nconcurrent = 1\ndaily = 1\ntiers = []\n', "default", "not a plan"),
+        (
+            'default = "free"\n[plans.free]\nrpm = 0\nconcurrent = 1\ndaily = 1\ntiers = []\n',
+            "plans.free.rpm",
+            "at least 1",
+        ),
+        (
+            'default = "free"\n[plans.free]\nrpm = 1\nconcurrent = 1\ndaily = 1\ntiers = ["gold"]\n',
+            "plans.free.tiers",
+            "not one of",
+        ),
+        ('default = "free"\n[plans.free]\nrpm = 1\nconcurrent = 1\ntiers = []\n', "plans.free.daily", "is required"),
+        (
+            'default = "free"\n[plans.free]\nrpm = 1\nconcurrent = 1\ndaily = 1\ntiers = []\nrps = 3\n',
+            "plans.free.rps",
+            "unknown key",
+        ),
+    ],
+)
+def test_plans_toml_errors(tmp_path: Path, plans: str, key: str, words: str) -> None:
+    (tmp_path / "plans.toml").write_text(plans)
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, UP), env={})
+    assert (caught.value.key, caught.value.file.endswith("plans.toml")) == (key, True)
+    assert words in caught.value.problem
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "words"),
+    [
+        ('[limits]\non_limiter_failure = "maybe"\n', "limits.on_limiter_failure", '"open"'),
+        ('[ip_block]\nallow = ["not-an-ip"]\n', "ip_block.allow", "CIDR"),
+        ("[ip_block]\nmax_failures = 0\n", "ip_block.max_failures", "at least 1"),
+    ],
+)
+def test_limits_and_ip_block_errors(tmp_path: Path, section: str, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, UP + section), env={})
+    assert caught.value.key == key and words in caught.value.problem
