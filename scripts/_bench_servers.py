@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -60,11 +61,11 @@ class Children:
     def __init__(self, tmp: Path) -> None:
         self.tmp, self.procs = tmp, {}
 
-    def start(self, name: str, *argv: str) -> subprocess.Popen:
+    def start(self, name: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         with open(self.tmp / f"{name}.log", "wb") as log:
             # Own session: a Ctrl-C reaches only the benchmark, which then stops them in order.
             self.procs[name] = subprocess.Popen(
-                [PY, *argv], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log,
+                [PY, *argv], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, env={**os.environ, **(env or {})},
                 stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
             )  # fmt: skip
         return self.procs[name]
@@ -120,16 +121,18 @@ def write_gateway_config(directory: Path, upstream_v1: str, anthropic_root: str)
     path = directory / "izzi.toml"
     path.write_text(
         f'[server]\nlog_level = "warning"\n\n'
-        f'[storage]\ndatabase_url = "sqlite:///{directory}/izzi.sqlite3"\n\n'
+        f'[storage]\ndatabase_url = "sqlite:///{directory}/izzi.sqlite3"\n'
+        'limiter_url = { env = "IZZI_REDIS_URL", default = "memory://" }\n\n'
         f'[upstreams.fake]\nkind = "openai"\nbase_url = "{upstream_v1}"\n\n'
         f'[upstreams.claude]\nkind = "anthropic"\nbase_url = "{anthropic_root}"\n'
     )
     return path
 
 
-def start_servers(children: Children, chunks: int) -> tuple[dict, str]:
-    """Start the upstreams, the relay and the gateway; returns {target: Target} and the key."""
-    up_port, relay_port, gw_port, ant_port = free_ports(4)
+def start_servers(children: Children, chunks: int, redis_url: str | None) -> tuple[dict, str]:
+    """Start the upstreams, the relay and the gateway (and, with ``redis_url``, a second gateway
+    whose limiter is that Redis); returns {target: Target} and the key."""
+    up_port, relay_port, gw_port, ant_port, redis_gw_port = free_ports(5)
     me = str(Path(__file__).resolve())
     upstream = children.start("upstream", me, "upstream", f"--port={up_port}", f"--chunks={chunks}")
     anthropic = children.start("anthropic", me, "anthropic", f"--port={ant_port}", f"--chunks={chunks}")
@@ -148,6 +151,11 @@ def start_servers(children: Children, chunks: int) -> tuple[dict, str]:
     gateway = children.start("gateway", *serve)
     children.wait_ready("bare", relay_port)
     children.wait_ready("gateway", gw_port, health="/healthz")
+    redis_gateway = None
+    if redis_url:
+        serve = ["-m", "izzi_proxy", "serve", "--config", config, f"--port={redis_gw_port}"]
+        redis_gateway = children.start("gateway-redis", *serve, env={"IZZI_REDIS_URL": redis_url})
+        children.wait_ready("gateway-redis", redis_gw_port, health="/healthz")
     gateway_chat = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
     targets = {
         "direct": Target(up_chat, upstream.pid, "bench-echo", upstream.pid),
@@ -155,6 +163,9 @@ def start_servers(children: Children, chunks: int) -> tuple[dict, str]:
         "gateway": Target(gateway_chat, gateway.pid, "bench-echo", upstream.pid),
         "translated": Target(gateway_chat, gateway.pid, "bench-claude", anthropic.pid),
     }
+    if redis_gateway is not None:
+        url = f"http://127.0.0.1:{redis_gw_port}/v1/chat/completions"
+        targets["gateway-redis"] = Target(url, redis_gateway.pid, "bench-echo", upstream.pid)
     return targets, made.stdout.strip()
 
 

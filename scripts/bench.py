@@ -126,6 +126,8 @@ async def run(args: argparse.Namespace, targets: dict, key: str) -> list[Result]
     names = ["bare", "gateway", "translated"]
     if not args.no_direct:
         names.insert(0, "direct")
+    if "gateway-redis" in targets:
+        names.insert(names.index("gateway") + 1, "gateway-redis")
     headers = {"Authorization": f"Bearer {key}"}  # sent to every target: same client cost
     results = []
     connector = aiohttp.TCPConnector(limit=0)
@@ -140,6 +142,30 @@ async def run(args: argparse.Namespace, targets: dict, key: str) -> list[Result]
                 raise RuntimeError(f"{name} answered no request successfully ({r.errors} errors)")
             results.append(r)
     return results
+
+
+async def limiter_costs(redis_url: str | None) -> list[dict]:
+    """What one request costs the limiter: ``admit`` (the check-and-consume; one Redis round
+    trip, one Lua script) plus ``release`` (a second, after the answer)."""
+    from izzi_proxy.limiter import Limits, open_limiter
+
+    limits = Limits(rpm=10**9, concurrent=10**6, daily=10**12)
+    rows = []
+    for backend, url, calls in (("in-process", "memory://", 20000), ("redis", redis_url, 3000)):
+        if url is None:
+            continue
+        limiter = await open_limiter(url)
+        try:
+            start = time.perf_counter()
+            for i in range(calls):
+                decision = await limiter.admit("bench", limits, f"l{i}", time.time(), 60.0, "127.0.0.1")
+                await limiter.release("bench", decision.lease)
+            elapsed = time.perf_counter() - start
+        finally:
+            await limiter.aclose()
+        rows.append({"backend": backend, "calls": calls, "us_per_request": elapsed / calls * 1e6,
+                     "round_trips": 2 if backend == "redis" else 0})  # fmt: skip
+    return rows
 
 
 # -- report -------------------------------------------------------------------------------
@@ -220,6 +246,12 @@ def parse_args() -> argparse.Namespace:
     add("--scenarios", default="plain,stream", help="plain and/or stream")
     add("--no-direct", action="store_true", help="skip the reference run straight at the upstream")
     add("--json", metavar="PATH", help="also write every figure as JSON")
+    add(
+        "--redis",
+        default="redis://127.0.0.1:6379/14",
+        metavar="URL",
+        help="a Redis for the gateway-redis target and the limiter costs ('' to skip)",
+    )
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -239,10 +271,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="izzi-bench-") as tmp:
         children = Children(Path(tmp))
         try:
-            targets, key = start_servers(children, args.chunks)
+            targets, key = start_servers(children, args.chunks, args.redis or None)
             print(f"servers up; {args.seconds:g} s per run, {WARMUP_S:g} s warm-up", file=sys.stderr)
             with asyncio.Runner(loop_factory=loop_factory) as runner:
                 results = runner.run(run(args, targets, key))
+                costs = runner.run(limiter_costs(args.redis or None))
             gateway_log = children.log_tail("gateway")
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)
@@ -258,11 +291,23 @@ def main() -> int:
     rows = compare(results)
     translated = compare(results, "translated", "gateway")
     report(results, rows, translated)
+    with_redis = compare(results, "gateway-redis", "bare")
+    if with_redis:
+        print("\nGateway with its limits in Redis vs bare relay (same run):")
+        print_rows(
+            [("scenario", "<"), ("conc", ""), ("CPU/req ratio", ".2f"), ("RPS ratio", ".2f"), ("added p50 ms", "")],
+            [[c["scenario"], c["concurrency"], c["cpu_ratio"], c["rps_ratio"],
+              "-" if c["added_p50_ms"] is None else f"{c['added_p50_ms']:+.3f}"] for c in with_redis],
+        )  # fmt: skip
+    print("\nLimiter alone, one admission + its release, sequential, in this process:")
+    print_rows([("backend", "<"), ("calls", ""), ("us per request", ".1f"), ("round trips", "")],
+               [[c["backend"], c["calls"], c["us_per_request"], c["round_trips"]] for c in costs])  # fmt: skip
     if gateway_log:
         print(f"\ngateway log (warnings and above):\n{gateway_log}")
     if args.json:
         data = {"info": info, "results": [asdict(r) for r in results], "gateway_vs_bare": rows,
-                "translated_vs_passthrough": translated}  # fmt: skip
+                "translated_vs_passthrough": translated, "redis_gateway_vs_bare": with_redis,
+                "limiter": costs}  # fmt: skip
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
         print(f"\nwrote {args.json}")
     return 0

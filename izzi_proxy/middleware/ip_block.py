@@ -23,6 +23,8 @@ from izzi_proxy.keys import CLIENT_IP, LIMITER
 
 
 def _within(address: str, networks: tuple[Network, ...]) -> bool:
+    if not networks:
+        return False
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -1,17 +1,17 @@
 """Admit each metered request within its account's plan (requests per minute, in flight,
 per day) and put where the account stands on every answer.
 
-One limiter call per request: ``admit`` for generation routes (which also holds a lease
-until the answer ends, stream included), ``peek`` for the others. The headers are set on
+One limiter call per request before it is handled: ``admit`` for generation routes (which
+also holds a lease until the answer ends, stream included, released in the background by
+``LeaseKeeper``), ``peek`` for the others. The headers are set on
 the request and written by ``add_rate_headers`` in ``on_response_prepare``, so errors and
 streams carry them too. Limits apply per account: all of an account's keys share them.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import math
-import secrets
 import time
 from datetime import UTC, datetime
 
@@ -25,14 +25,17 @@ from izzi_proxy.keys import API_KEY, CLIENT_IP, LEASES, LIMITER, RATE_HEADERS
 from izzi_proxy.limiter import Decision, Limits
 
 
+@functools.lru_cache(maxsize=256)
+def _iso(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def rate_headers(plan: Plan, limits: Limits, decision: Decision) -> dict[str, str]:
     headers = {
         "x-ratelimit-tier": plan.id,
         "x-ratelimit-limit-requests": str(limits.rpm),
         "x-ratelimit-remaining-requests": str(decision.remaining),
-        "x-ratelimit-reset-requests": datetime.fromtimestamp(math.ceil(decision.reset_at), UTC).strftime(
-            "%Y-%m-%dT%H:%M:%SZ"
-        ),
+        "x-ratelimit-reset-requests": _iso(math.ceil(decision.reset_at)),
         "x-concurrent-limit": str(limits.concurrent),
         "x-concurrent-remaining": str(max(0, limits.concurrent - decision.in_flight)),
     }
@@ -74,23 +77,24 @@ def make_rate_limit(config: Config) -> Middleware:
         if key is None:
             return await handler(request)
         plan, limits = limits_for(settings, key)
-        limiter, account, ip = request.app[LIMITER], str(key.account_id), request.get(CLIENT_IP)
+        limiter, keeper = request.app[LIMITER], request.app[LEASES]
+        account, ip = str(key.account_id), request.get(CLIENT_IP)
         if not getattr(request.match_info.handler, "metered", False):
             decision = await limiter.peek(account, limits, time.time(), ip)
         else:
-            decision = await limiter.admit(account, limits, secrets.token_hex(8), time.time(), settings.lease_ttl_s, ip)
+            decision = await limiter.admit(account, limits, keeper.new_id(), time.time(), settings.lease_ttl_s, ip)
+            if decision.reason == "concurrent" and await keeper.settle(account):  # its own releases, landing
+                decision = await limiter.admit(account, limits, keeper.new_id(), time.time(), settings.lease_ttl_s, ip)
         request[RATE_HEADERS] = rate_headers(plan, limits, decision)
         if not decision.allowed:
             refuse(plan, limits, decision)
         if decision.lease is None:
             return await handler(request)
-        keeper = request.app[LEASES]
         keeper.hold(account, decision.lease)
         try:
             return await handler(request)
         finally:
-            keeper.drop(decision.lease)
-            await asyncio.shield(limiter.release(account, decision.lease))
+            keeper.release(account, decision.lease)
 
     return rate_limit
 
