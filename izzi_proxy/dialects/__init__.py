@@ -47,6 +47,39 @@ class StreamTap(Protocol):
     def finish(self) -> bytes: ...
 
 
+class WatchingTap:
+    """A passthrough tap that never changes a byte: it reads the lines of the chunks that
+    hold one of ``NOTABLE`` (and of unfinished lines) with ``inspect``, and lets every chunk
+    go on as it came. Anthropic's and Responses' streams need nothing hidden."""
+
+    NOTABLE: tuple[bytes, ...] = ()
+    __slots__ = ("_lines", "done", "error", "usage")
+
+    def __init__(self) -> None:
+        self._lines = sse.LineSplitter()
+        self.usage: c.Usage | None = None
+        self.done = False
+        self.error = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        clean = not (self._lines.pending or self._lines.after_cr) and chunk.endswith(b"\n")
+        if not clean or any(word in chunk for word in self.NOTABLE):
+            for line in self._lines.feed(chunk):
+                if line.startswith(b"data:") and any(word in line for word in self.NOTABLE):
+                    self.inspect(line[5:])
+        return chunk
+
+    def finish(self) -> bytes:
+        for line in self._lines.finish():
+            if line.startswith(b"data:"):
+                self.inspect(line[5:])
+        return b""
+
+    def inspect(self, data: bytes) -> None:
+        """A notable event's data (the bytes after ``data:``)."""
+        raise NotImplementedError
+
+
 class StreamParser(Protocol):
     """Reads an upstream's stream events as canonical events; raises UpstreamError for
     an in-stream error."""

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
-from izzi_proxy import canonical as c
-from izzi_proxy import sse
+from izzi_proxy.dialects import WatchingTap
 from izzi_proxy.dialects.anthropic_messages.response import WireUsage, merge_usage
 
 
@@ -21,36 +20,13 @@ class _Event(msgspec.Struct):
     usage: WireUsage | None = None
 
 
-_NOTABLE = (b"message_start", b"message_delta", b"message_stop", b"error")
+class AnthropicTap(WatchingTap):
+    NOTABLE = (b"message_start", b"message_delta", b"message_stop", b"error")
+    __slots__ = ()
 
-
-class AnthropicTap:
-    __slots__ = ("_lines", "done", "error", "usage")
-
-    def __init__(self) -> None:
-        self._lines = sse.LineSplitter()
-        self.usage: c.Usage | None = None
-        self.done = False
-        self.error = False
-
-    def feed(self, chunk: bytes) -> bytes:
-        """``chunk`` itself, always; its lines are read only when one may matter."""
-        clean = not (self._lines.pending or self._lines.after_cr) and chunk.endswith(b"\n")
-        if not clean or any(word in chunk for word in _NOTABLE):
-            for line in self._lines.feed(chunk):
-                self._inspect(line)
-        return chunk
-
-    def finish(self) -> bytes:
-        for line in self._lines.finish():
-            self._inspect(line)
-        return b""
-
-    def _inspect(self, line: bytes) -> None:
-        if not line.startswith(b"data:") or not any(word in line for word in _NOTABLE):
-            return
+    def inspect(self, data: bytes) -> None:
         try:
-            event = msgspec.json.decode(line[5:], type=_Event)
+            event = msgspec.json.decode(data, type=_Event)
         except msgspec.MsgspecError:
             return
         if event.type == "message_start" and event.message is not None:

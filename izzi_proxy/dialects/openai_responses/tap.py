@@ -9,53 +9,38 @@ from typing import Any
 import msgspec
 import orjson
 
-from izzi_proxy import canonical as c
-from izzi_proxy import sse
+from izzi_proxy.dialects import WatchingTap
 from izzi_proxy.dialects.openai_responses import response
 from izzi_proxy.errors import GatewayError
 
-_FINAL = (b"response.completed", b"response.incomplete", b"response.failed")
-_NOTABLE = (*_FINAL, b'"type":"error"', b'"type": "error"')
+_TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 
 
-class ResponsesTap:
-    __slots__ = ("_lines", "done", "error", "events", "final", "usage")
+class ResponsesTap(WatchingTap):
+    NOTABLE = (*(kind.encode() for kind in _TERMINAL), b'"type":"error"', b'"type": "error"')
+    __slots__ = ("events", "final")
 
     def __init__(self) -> None:
-        self._lines = sse.LineSplitter()
-        self.usage: c.Usage | None = None
+        super().__init__()
         self.final: dict[str, Any] | None = None
-        self.done = False
-        self.error = False
         self.events = 0  # seen so far: the next sequence_number, for an error of our own
 
     def feed(self, chunk: bytes) -> bytes:
         self.events += chunk.count(b"event:")
-        clean = not (self._lines.pending or self._lines.after_cr) and chunk.endswith(b"\n")
-        if not clean or any(word in chunk for word in _NOTABLE):
-            for line in self._lines.feed(chunk):
-                self._inspect(line)
-        return chunk
-
-    def finish(self) -> bytes:
-        for line in self._lines.finish():
-            self._inspect(line)
-        return b""
+        return super().feed(chunk)
 
     def error_frame(self, error: GatewayError) -> bytes:
         return response.error_event(error, self.events)
 
-    def _inspect(self, line: bytes) -> None:
-        if not line.startswith(b"data:") or not any(word in line for word in _NOTABLE):
-            return
+    def inspect(self, data: bytes) -> None:
         try:
-            event = orjson.loads(line[5:])
+            event = orjson.loads(data)
         except orjson.JSONDecodeError:
             return
         kind = event.get("type") if isinstance(event, dict) else None
         if kind == "error":
             self.error = True
-        elif kind in ("response.completed", "response.incomplete", "response.failed"):
+        elif kind in _TERMINAL:
             self.done = True
             self.error |= kind == "response.failed"
             self.final = event.get("response")
