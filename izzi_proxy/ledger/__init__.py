@@ -151,6 +151,9 @@ class Ledger(Protocol):
         """Write a batch of records, all or none."""
 
     async def usage_records(self, request_id: str | None = None, limit: int = 100) -> list[UsageRecord]: ...
+    async def count_requests(self, account_id: int, since: float) -> int:
+        """How many metered requests the account made since then."""
+
     async def store_response(self, stored: StoredResponse) -> None: ...
     async def get_response(self, account_id: int, response_id: str) -> StoredResponse | None:
         """The account's stored response, unless it expired; another account's is None."""

@@ -272,6 +272,12 @@ class SQLiteLedger:
         cur = await self._db.execute("DELETE FROM responses WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
         return cur.rowcount
 
+    async def count_requests(self, account_id: int, since: float) -> int:
+        ((count,),) = await self._db.execute_fetchall(
+            "SELECT COUNT(*) FROM usage_records WHERE account_id = ? AND started_at >= ?", (account_id, since)
+        )
+        return count
+
     async def usage_records(self, request_id: str | None = None, limit: int = 100) -> list[UsageRecord]:
         where, args = ("request_id = ?", (request_id,)) if request_id else ("1", ())
         rows = await self._db.execute_fetchall(

@@ -118,3 +118,11 @@ async def test_stored_responses_by_account_and_expiry(ledger) -> None:
     assert await ledger.delete_response(2, "resp_1") is False
     assert await ledger.delete_response(1, "resp_1") is True
     assert await ledger.get_response(1, "resp_1") is None
+
+
+async def test_count_requests_since(ledger) -> None:
+    records = [UsageRecord(f"req_{i}", "/v1/chat/completions", started_at=t, account_id=a)
+               for i, (t, a) in enumerate([(100.0, 1), (200.0, 1), (300.0, 1), (300.0, 2)])]  # fmt: skip
+    await ledger.record_usages(records)
+    assert await ledger.count_requests(1, 150.0) == 2
+    assert await ledger.count_requests(2, 0.0) == 1
