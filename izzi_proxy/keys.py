@@ -24,6 +24,7 @@ USAGE_WRITER: web.AppKey[UsageWriter] = web.AppKey("izzi.usage_writer")
 STREAMS: web.AppKey[set[asyncio.Task[object]]] = web.AppKey("izzi.streams")
 LIMITER: web.AppKey[Limiter] = web.AppKey("izzi.limiter")
 LEASES: web.AppKey[LeaseKeeper] = web.AppKey("izzi.leases")
+BLOCKED_IPS: web.AppKey[dict[str, float]] = web.AppKey("izzi.blocked_ips")  # ip -> blocked until (epoch s)
 
 # On each request
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("izzi.request_id")

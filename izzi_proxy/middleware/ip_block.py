@@ -5,7 +5,9 @@ right-most ``X-Forwarded-For`` address that is not itself a trusted proxy. Allow
 are never counted or blocked. A failed authentication is counted here (it comes back from
 the auth middleware inside); once an IP is blocked, any key it presents gets 403
 ``ip_blocked``: a wrong one here, a right one in the same atomic step that checks the
-rate limits (``rate_limit.py``), so a request pays no extra round trip for the check.
+rate limits (``rate_limit.py``), so a request pays no extra round trip for the check. A
+block this process has learnt of is remembered in ``BLOCKED_IPS`` and refused before any
+key lookup; one set by another process is learnt at the IP's next request here.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from izzi_proxy.config import Config, Network
 from izzi_proxy.errors import AuthenticationFailed, IPBlocked
-from izzi_proxy.keys import CLIENT_IP, LIMITER
+from izzi_proxy.keys import BLOCKED_IPS, CLIENT_IP, LIMITER
 
 
 def _within(address: str, networks: tuple[Network, ...]) -> bool:
@@ -43,6 +45,20 @@ def client_ip(request: web.Request, trusted_proxies: tuple[Network, ...]) -> str
     return hops[0] if hops else peer
 
 
+def _blocked(ip: str, seconds: float) -> IPBlocked:
+    return IPBlocked(f"Too many failed authentications from {ip}: blocked for {math.ceil(seconds)} s",
+                     retry_after_s=seconds)  # fmt: skip
+
+
+def remember_block(blocked: dict[str, float], ip: str, seconds: float, max_size: int = 10_000) -> None:
+    now = time.time()
+    if len(blocked) >= max_size:
+        for stale in [k for k, until in blocked.items() if until <= now]:
+            del blocked[stale]
+    if len(blocked) < max_size:
+        blocked[ip] = now + seconds
+
+
 def make_ip_block(config: Config) -> Middleware:
     cfg = config.ip_block
 
@@ -55,6 +71,9 @@ def make_ip_block(config: Config) -> Middleware:
             raise IPBlocked(f"Requests from {ip} are not accepted", retry_after_s=cfg.block_s)
         if _within(ip, cfg.allow):
             return await handler(request)
+        now = time.time()
+        if (until := request.app[BLOCKED_IPS].get(ip, 0.0)) > now:
+            raise _blocked(ip, until - now)
         request[CLIENT_IP] = ip
         try:
             return await handler(request)
@@ -62,10 +81,8 @@ def make_ip_block(config: Config) -> Middleware:
             limiter = request.app[LIMITER]
             blocked = await limiter.auth_failed(ip, time.time(), cfg.max_failures, cfg.window_s, cfg.block_s)
             if blocked:
-                raise IPBlocked(
-                    f"Too many failed authentications from {ip}: blocked for {math.ceil(blocked)} s",
-                    retry_after_s=blocked,
-                ) from None
+                remember_block(request.app[BLOCKED_IPS], ip, blocked)
+                raise _blocked(ip, blocked) from None
             raise
 
     return ip_block

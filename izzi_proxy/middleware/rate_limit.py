@@ -21,8 +21,9 @@ from aiohttp.typedefs import Handler, Middleware
 from izzi_proxy.access import limits_for
 from izzi_proxy.config import Config, Plan
 from izzi_proxy.errors import IPBlocked, QuotaExceeded, RateLimited
-from izzi_proxy.keys import API_KEY, CLIENT_IP, LEASES, LIMITER, RATE_HEADERS
+from izzi_proxy.keys import API_KEY, BLOCKED_IPS, CLIENT_IP, LEASES, LIMITER, RATE_HEADERS
 from izzi_proxy.limiter import Decision, Limits
+from izzi_proxy.middleware.ip_block import remember_block
 
 
 @functools.lru_cache(maxsize=256)
@@ -87,6 +88,8 @@ def make_rate_limit(config: Config) -> Middleware:
                 decision = await limiter.admit(account, limits, keeper.new_id(), time.time(), settings.lease_ttl_s, ip)
         request[RATE_HEADERS] = rate_headers(plan, limits, decision)
         if not decision.allowed:
+            if decision.reason == "ip" and ip:
+                remember_block(request.app[BLOCKED_IPS], ip, decision.retry_after_s)
             refuse(plan, limits, decision)
         if decision.lease is None:
             return await handler(request)

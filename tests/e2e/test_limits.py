@@ -174,6 +174,25 @@ async def test_failed_auth_storm_blocks_one_ip_only(behind_proxy: Gateway) -> No
     assert await status(gw, "192.0.2.66", gw.key) == (403, "ip_blocked")  # deny-listed
 
 
+async def test_a_blocked_ip_is_refused_before_any_key_lookup(behind_proxy: Gateway, monkeypatch) -> None:
+    gw, bad = behind_proxy, "izzi-" + "z" * 43
+    for _ in range(3):
+        await status(gw, "203.0.113.8", bad)
+    lookups = []
+    original = gw.ledger.find_key
+
+    async def counting(secret):
+        lookups.append(secret)
+        return await original(secret)
+
+    monkeypatch.setattr(gw.ledger, "find_key", counting)
+    assert await status(gw, "203.0.113.8", bad) == (403, "ip_blocked")
+    assert await status(gw, "203.0.113.8", gw.key) == (403, "ip_blocked")
+    assert lookups == []
+    assert await status(gw, "198.51.100.10", gw.key) == (200, "")
+    assert lookups == [gw.key]
+
+
 async def test_forwarded_for_is_believed_only_from_a_trusted_proxy(gateway: Gateway) -> None:
     bad = "izzi-" + "y" * 43
     for _ in range(12):  # default: 10 failures block; the header is ignored, the peer counts
