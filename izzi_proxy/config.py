@@ -116,13 +116,9 @@ class Config:
     storage: StorageConfig
     upstreams: Mapping[str, UpstreamConfig]
     catalog: Catalog
+    limits: LimitsConfig
+    ip_block: IPBlockConfig
     path: Path | None = None
-    limits: LimitsConfig = field(
-        default_factory=lambda: LimitsConfig(
-            MappingProxyType({"free": Plan("free", "Free", 10, 1, 100, frozenset(TIERS))}), "free"
-        )
-    )
-    ip_block: IPBlockConfig = field(default_factory=IPBlockConfig)
 
     def with_mock_upstreams(self) -> Config:
         """Every upstream replaced by the in-process mock: try the gateway with no account."""
@@ -283,7 +279,7 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
     catalog = load_catalog(models_path, upstreams)
     limits = _limits(path, _Reader(path, "limits", _table(path, "limits", doc.get("limits")), env))
     ip_block = _ip_block(_Reader(path, "ip_block", _table(path, "ip_block", doc.get("ip_block")), env))
-    return Config(server, storage, MappingProxyType(upstreams), catalog, path, limits, ip_block)
+    return Config(server, storage, MappingProxyType(upstreams), catalog, limits, ip_block, path)
 
 
 def _limits(path: Path, r: _Reader) -> LimitsConfig:
