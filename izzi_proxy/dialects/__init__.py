@@ -11,6 +11,7 @@ failure in the shape the client expects.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -139,6 +140,7 @@ def parse_data_url(url: str) -> tuple[str, str] | None:
 TRANSLATION_TARGETS = ("openai_chat", "anthropic_messages")
 
 
+@functools.cache
 def by_name(name: str) -> Dialect:
     """The dialect (wire codec) of a format, by its name."""
     from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
