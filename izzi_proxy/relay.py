@@ -64,7 +64,7 @@ async def relay_stream(
         # The client hung up (handler_cancellation), or the shutdown bound ran out
         # (stop_streams): tell a client that is still there, then stop.
         with contextlib.suppress(Exception):
-            await response.write(dialect.stream_error(ServerError("The stream was cut: the gateway is stopping")))
+            await response.write(_error_frame(tap, dialect, ServerError("The stream was cut: the gateway is stopping")))
         raise
     except Exception:  # a bug after the first byte: the client still gets a proper end
         log.exception("request %s: relay failed", record.request_id)
@@ -84,9 +84,14 @@ async def _end_with_error(
 ) -> None:
     record.outcome, record.error_type = "error", err.type
     log.warning("request %s: stream ended with %s: %s", record.request_id, err.type, err.message)
-    # a tap that numbers its events (Responses) writes the error with the next number
+    await response.write(_error_frame(tap, dialect, err))
+
+
+def _error_frame(tap: StreamTap, dialect: Dialect, err: GatewayError) -> bytes:
+    """The client's in-stream error; a tap that numbers its events (Responses) writes it with
+    the next number."""
     frame = tap.error_frame(err) if hasattr(tap, "error_frame") else None
-    await response.write(frame or dialect.stream_error(err))
+    return frame or dialect.stream_error(err)
 
 
 async def stop_streams(app: web.Application) -> None:
