@@ -44,7 +44,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     generated = await generate(request, OPENAI_RESPONSES, parsed)
     view: Responses = parsed.typed
     if view.req.store is not False and (final := _final(generated)) is not None:
-        await _store(request, account_id, final, [*view.history, *input_items(parsed.body)[len(view.history) :]])
+        await _store(request, account_id, final, input_items(parsed.body))  # history included
     return generated.response
 
 
