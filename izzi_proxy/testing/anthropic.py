@@ -54,7 +54,15 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from izzi_proxy.testing.openai import _PARAM, DISCONNECTS, RECEIVED, Received, _sample, estimate_tokens
+from izzi_proxy.testing.openai import (
+    DISCONNECTS,
+    RECEIVED,
+    Received,
+    ScenarioScript,
+    _sample,
+    estimate_tokens,
+    stream_frames,
+)
 
 __all__ = ["MessageScript", "fake_anthropic_app", "sign_thinking"]
 
@@ -127,7 +135,7 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
 
 
 @dataclass
-class MessageScript:
+class MessageScript(ScenarioScript):
     """The answer Anthropic's Messages API would give to ``body``."""
 
     body: dict[str, Any]
@@ -136,17 +144,8 @@ class MessageScript:
 
     def __post_init__(self) -> None:
         self.model = str(self.body.get("model", ""))
-        self.params = {name: int(value) for name, value in _PARAM.findall(self.model)}
-        self.hang = "hang" in self.model
+        self.read_scenario(self.model)
         self.messages: list[dict[str, Any]] = list(self.body.get("messages") or [])
-
-    @property
-    def error_status(self) -> int | None:
-        return self.params.get("error")
-
-    @property
-    def delay_s(self) -> float:
-        return self.params.get("slow", 0) / 1000
 
     def _last_user(self) -> list[Any]:
         users = [m.get("content") for m in self.messages if m.get("role") == "user"]
@@ -463,20 +462,7 @@ def fake_anthropic_app(api_key: str | None = "sk-ant-test", chunks: int = 4) -> 
         headers |= {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
         response = web.StreamResponse(headers=headers)
         await response.prepare(request)
-        try:
-            for frame in script.frames():
-                if script.delay_s:
-                    await asyncio.sleep(script.delay_s)
-                await response.write(frame)
-        except (ConnectionResetError, asyncio.CancelledError):
-            app[DISCONNECTS].put_nowait(script.model)
-            raise
-        if "abort_after" in script.params:
-            assert request.transport is not None
-            request.transport.abort()
-            return response
-        await response.write_eof()
-        return response
+        return await stream_frames(app, request, response, script)
 
     async def count_tokens(request: web.Request) -> web.Response:
         body = await accept(request, "count")

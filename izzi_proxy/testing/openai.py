@@ -72,8 +72,44 @@ def _sample(schema: dict[str, Any]) -> Any:
     return {"string": "Hanoi", "integer": 3, "number": 1.5, "boolean": True, "array": []}.get(kind)
 
 
+class ScenarioScript:
+    """What every fake's script reads from the model name (see the tables)."""
+
+    params: dict[str, int]
+    hang: bool
+    error_status: int | None
+    delay_s: float
+
+    def read_scenario(self, model: str) -> None:
+        self.params = {name: int(value) for name, value in _PARAM.findall(model)}
+        self.hang = "hang" in model
+        self.error_status = self.params.get("error")
+        self.delay_s = self.params.get("slow", 0) / 1000
+
+
+async def stream_frames(
+    app: web.Application, request: web.Request, response: web.StreamResponse, script: Any
+) -> web.StreamResponse:
+    """Write a script's frames (``slow_<ms>`` apart), note a client that goes away under
+    ``DISCONNECTS``, and end cleanly, or drop the connection for ``abort_after_<n>``."""
+    try:
+        for frame in script.frames():
+            if script.delay_s:
+                await asyncio.sleep(script.delay_s)
+            await response.write(frame)
+    except (ConnectionResetError, asyncio.CancelledError):
+        app[DISCONNECTS].put_nowait(script.model)
+        raise
+    if "abort_after" in script.params:
+        assert request.transport is not None
+        request.transport.abort()
+        return response
+    await response.write_eof()
+    return response
+
+
 @dataclass
-class ChatScript:
+class ChatScript(ScenarioScript):
     """The answer an OpenAI-compatible upstream would give to ``body``."""
 
     body: dict[str, Any]
@@ -84,23 +120,14 @@ class ChatScript:
     def __post_init__(self) -> None:
         model = str(self.body.get("model", ""))
         self.model = model
-        self.params = {name: int(value) for name, value in _PARAM.findall(model)}
+        self.read_scenario(model)
         self.scenario_tools = "tools" in model
         self.usage_in_choice = "usage_in_choice" in model
-        self.hang = "hang" in model
         effort = self.body.get("reasoning_effort")
         self.reasoning = f"Thinking ({effort}) about: " if "reasoning" in model and effort else None
         self.finish_stop = "length" if "length" in model else "stop"
 
     # -- what to say ------------------------------------------------------------------
-
-    @property
-    def error_status(self) -> int | None:
-        return self.params.get("error")
-
-    @property
-    def delay_s(self) -> float:
-        return self.params.get("slow", 0) / 1000
 
     def _tool_calls(self) -> list[dict[str, Any]] | None:
         messages = self.body.get("messages") or []
@@ -367,22 +394,7 @@ def fake_openai_app(api_key: str | None = "sk-upstream-test", chunks: int = 4) -
             return web.Response(body=orjson.dumps(script.completion()), content_type="application/json")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
         await response.prepare(request)
-        sent = 0
-        try:
-            for frame in script.frames():
-                if script.delay_s:
-                    await asyncio.sleep(script.delay_s)
-                await response.write(frame)
-                sent += 1
-                if "abort_after" in script.params and sent == script.params["abort_after"] + 1:
-                    assert request.transport is not None
-                    request.transport.abort()
-                    return response
-        except (ConnectionResetError, asyncio.CancelledError):
-            app[DISCONNECTS].put_nowait(script.model)
-            raise
-        await response.write_eof()
-        return response
+        return await stream_frames(app, request, response, script)
 
     async def models(request: web.Request) -> web.Response:
         return web.json_response(

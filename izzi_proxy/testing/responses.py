@@ -48,7 +48,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from izzi_proxy.testing.anthropic import _explain, _force, _Invalid, _split
-from izzi_proxy.testing.openai import _PARAM, DISCONNECTS, RECEIVED, Received, _sample, estimate_tokens
+from izzi_proxy.testing.openai import RECEIVED, Received, ScenarioScript, _sample, estimate_tokens, stream_frames
 
 __all__ = ["RESPONSES", "KeptResponse", "ResponseScript", "responses_handlers", "sign_reasoning"]
 
@@ -90,7 +90,7 @@ def _or(value: Any, default: Any) -> Any:
 
 
 @dataclass
-class ResponseScript:
+class ResponseScript(ScenarioScript):
     """The answer OpenAI's Responses API would give to ``body``, after the ``history`` items of
     the ``previous_response_id`` chain (its inputs and outputs)."""
 
@@ -102,9 +102,7 @@ class ResponseScript:
 
     def __post_init__(self) -> None:
         self.model = str(self.body.get("model", ""))
-        self.params = {name: int(value) for name, value in _PARAM.findall(self.model)}
-        self.hang = "hang" in self.model
-        self.error_status, self.delay_s = self.params.get("error"), self.params.get("slow", 0) / 1000
+        self.read_scenario(self.model)
         raw = self.body.get("input")
         items = [{"type": "message", "role": "user", "content": raw}] if isinstance(raw, str) else raw
         self.conversation: list[dict[str, Any]] = [*self.history, *(items or [])]
@@ -459,20 +457,8 @@ def responses_handlers(app: web.Application, api_key: str | None, chunks: int = 
             return web.Response(body=orjson.dumps(answer), content_type="application/json")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
         await response.prepare(request)
-        try:
-            for frame in script.frames():
-                if script.delay_s:
-                    await asyncio.sleep(script.delay_s)
-                await response.write(frame)
-        except (ConnectionResetError, asyncio.CancelledError):
-            app[DISCONNECTS].put_nowait(script.model)
-            raise
+        await stream_frames(app, request, response, script)
         keep(script, script.final)
-        if "abort_after" in script.params:
-            assert request.transport is not None
-            request.transport.abort()
-            return response
-        await response.write_eof()
         return response
 
     async def one(request: web.Request) -> web.StreamResponse:
