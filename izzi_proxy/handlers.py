@@ -1,13 +1,13 @@
 """Request handlers: thin glue from a parsed request to the router and the relay.
 
-Each handler is tagged with the dialect its route speaks (for error rendering) and
-whether it needs a key and is metered; middleware reads those tags from the matched route.
+Each handler is tagged with its route's metadata (``routes.endpoint``): the dialect it
+speaks, whether it is public and whether it is metered; middleware reads it from the
+matched route.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import orjson
@@ -22,21 +22,10 @@ from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 from izzi_proxy.errors import InvalidRequest, NotFound, RequestTooLarge, UpstreamError
 from izzi_proxy.keys import API_KEY, CONFIG, RECORD, REQUEST_ID, ROUTER
+from izzi_proxy.routes import Handler, endpoint
 from izzi_proxy.translate import TranslatingTap
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 TOKEN_COUNT_HEADER = "x-izzi-token-count"
-
-
-def endpoint(dialect: Dialect, *, public: bool = False, metered: bool = False) -> Callable[[Handler], Handler]:
-    def tag(handler: Handler) -> Handler:
-        handler.dialect = dialect  # type: ignore[attr-defined]
-        handler.public = public  # type: ignore[attr-defined]
-        handler.metered = metered  # type: ignore[attr-defined]
-        return handler
-
-    return tag
 
 
 async def read_body(request: web.Request) -> bytes:

@@ -22,9 +22,10 @@ from aiohttp import web
 from izzi_proxy.dialects.openai_responses import OPENAI_RESPONSES
 from izzi_proxy.dialects.openai_responses.request import Responses, input_items
 from izzi_proxy.errors import NotFound
-from izzi_proxy.handlers import Generated, endpoint, generate, json_response, read_body
+from izzi_proxy.handlers import Generated, generate, json_response, read_body
 from izzi_proxy.keys import API_KEY, CONFIG, LEDGER
 from izzi_proxy.ledger import StoredResponse
+from izzi_proxy.routes import endpoint
 
 log = logging.getLogger("izzi.responses")
 

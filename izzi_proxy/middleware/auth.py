@@ -1,4 +1,4 @@
-"""Authenticate every non-public route: ``Authorization: Bearer izzi-…`` or ``x-api-key``.
+"""Authenticate every route not declared public: ``Authorization: Bearer izzi-…`` or ``x-api-key``.
 
 The presented key is hashed and looked up by its hash; the stored hash is compared in
 constant time (in the ledger). Errors show only a masked form of the key.
@@ -13,6 +13,7 @@ from izzi_proxy.config import Config
 from izzi_proxy.errors import AuthenticationFailed
 from izzi_proxy.keys import API_KEY, LEDGER
 from izzi_proxy.ledger import KEY_PREFIX, mask
+from izzi_proxy.routes import route_info
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -27,8 +28,9 @@ def presented_key(request: web.Request) -> str | None:
 def make_auth(config: Config) -> Middleware:
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if getattr(request.match_info.handler, "public", True):
-            return await handler(request)  # health checks, and unknown routes (-> 404)
+        info = route_info(request)
+        if info is None or info.public:
+            return await handler(request)  # health checks, and aiohttp's 404 / 405
         secret = presented_key(request)
         if secret is None:
             raise AuthenticationFailed("Missing API key: send it as 'Authorization: Bearer izzi-…' or 'x-api-key'")

@@ -16,7 +16,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from izzi_proxy.config import Config
-from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 from izzi_proxy.errors import (
     GatewayError,
     InvalidRequest,
@@ -26,6 +25,7 @@ from izzi_proxy.errors import (
     ServerError,
 )
 from izzi_proxy.keys import REQUEST_ID
+from izzi_proxy.routes import dialect_of
 
 log = logging.getLogger("izzi.errors")
 
@@ -45,7 +45,7 @@ def _from_http(request: web.Request, exc: web.HTTPException) -> GatewayError:
 
 
 def render(request: web.Request, error: GatewayError) -> web.Response:
-    dialect = getattr(request.match_info.handler, "dialect", OPENAI_CHAT)
+    dialect = dialect_of(request)
     return web.Response(
         status=error.status,
         body=orjson.dumps(dialect.error_body(error)),

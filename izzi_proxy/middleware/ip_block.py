@@ -22,6 +22,7 @@ from aiohttp.typedefs import Handler, Middleware
 from izzi_proxy.config import Config, Network
 from izzi_proxy.errors import AuthenticationFailed, IPBlocked
 from izzi_proxy.keys import BLOCKED_IPS, CLIENT_IP, LIMITER
+from izzi_proxy.routes import route_info
 
 
 def _within(address: str, networks: tuple[Network, ...]) -> bool:
@@ -64,7 +65,8 @@ def make_ip_block(config: Config) -> Middleware:
 
     @web.middleware
     async def ip_block(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if getattr(request.match_info.handler, "public", True):
+        info = route_info(request)
+        if info is None or info.public:
             return await handler(request)
         ip = client_ip(request, cfg.trusted_proxies)
         if _within(ip, cfg.deny):

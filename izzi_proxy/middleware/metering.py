@@ -19,12 +19,14 @@ from izzi_proxy.config import Config
 from izzi_proxy.errors import GatewayError
 from izzi_proxy.keys import API_KEY, RECORD, REQUEST_ID, USAGE_WRITER
 from izzi_proxy.ledger import UsageRecord
+from izzi_proxy.routes import route_info
 
 
 def make_metering(config: Config) -> Middleware:
     @web.middleware
     async def metering(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not getattr(request.match_info.handler, "metered", False):
+        info = route_info(request)
+        if info is None or not info.metered:
             return await handler(request)
         key = request[API_KEY]
         record = UsageRecord(

@@ -24,6 +24,7 @@ from izzi_proxy.errors import IPBlocked, QuotaExceeded, RateLimited
 from izzi_proxy.keys import API_KEY, BLOCKED_IPS, CLIENT_IP, LEASES, LIMITER, RATE_HEADERS
 from izzi_proxy.limiter import Decision, Limits
 from izzi_proxy.middleware.ip_block import remember_block
+from izzi_proxy.routes import route_info
 
 
 @functools.lru_cache(maxsize=256)
@@ -80,7 +81,8 @@ def make_rate_limit(config: Config) -> Middleware:
         plan, limits = limits_for(settings, key)
         limiter, keeper = request.app[LIMITER], request.app[LEASES]
         account, ip = str(key.account_id), request.get(CLIENT_IP)
-        if not getattr(request.match_info.handler, "metered", False):
+        info = route_info(request)
+        if info is None or not info.metered:
             decision = await limiter.peek(account, limits, time.time(), ip)
         else:
             decision = await limiter.admit(account, limits, keeper.new_id(), time.time(), settings.lease_ttl_s, ip)

@@ -9,11 +9,11 @@ from aiohttp import web
 
 from izzi_proxy.config import DEFAULT_CONFIG, load_config
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
-from izzi_proxy.handlers import endpoint
 from izzi_proxy.keys import API_KEY, LEDGER
 from izzi_proxy.ledger import open_ledger
 from izzi_proxy.middleware.auth import make_auth
 from izzi_proxy.middleware.errors import make_errors
+from izzi_proxy.routes import endpoint
 
 
 @pytest.fixture
@@ -28,10 +28,14 @@ async def client(aiohttp_client, tmp_path: Path):
     async def public(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
+    async def untagged(request: web.Request) -> web.Response:  # registered without @endpoint
+        return web.json_response({"secret": "operator data"})
+
     app = web.Application(middlewares=[make_errors(config), make_auth(config)])
     app[LEDGER] = await open_ledger(f"sqlite:///{tmp_path}/a.sqlite3")
     app.router.add_get("/private", private)
     app.router.add_get("/public", public)
+    app.router.add_get("/untagged", untagged)
     account = await app[LEDGER].create_account("acme")
     _, secret = await app[LEDGER].create_key(account.id, "k")
     client = await aiohttp_client(app)
@@ -80,3 +84,15 @@ async def test_public_routes_need_no_key(client) -> None:
 async def test_unknown_routes_answer_404_before_auth(client) -> None:
     resp = await client.get("/nope")
     assert resp.status == 404 and (await resp.json())["error"]["type"] == "not_found"
+
+
+async def test_a_route_without_metadata_fails_closed(client) -> None:
+    resp = await client.get("/untagged")
+    assert resp.status == 401 and (await resp.json())["error"]["type"] == "authentication_error"
+    resp = await client.get("/untagged", headers={"x-api-key": client.secret})
+    assert resp.status == 200
+
+
+async def test_a_wrong_method_answers_405_before_auth(client) -> None:
+    resp = await client.post("/private")
+    assert resp.status == 405 and (await resp.json())["error"]["type"] == "invalid_request_error"

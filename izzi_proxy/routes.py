@@ -1,0 +1,73 @@
+"""Route metadata: the client dialect a route speaks, and whether it is public or metered.
+
+Typed and failing closed. ``@endpoint(...)`` tags a handler with a :class:`RouteInfo`; a
+handler registered without it still needs a key (``UNTAGGED``), so a forgotten decorator
+never makes a route public. Only aiohttp's own system routes (no route matched: 404, wrong
+method: 405) have no metadata: they answer their error, which reveals nothing, without a
+key, in OpenAI's error shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.web_urldispatcher import SystemRoute
+
+from izzi_proxy.dialects import Dialect
+from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_ATTRIBUTE = "__izzi_route__"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInfo:
+    dialect: Dialect  # the shape of its answers and errors
+    public: bool = False  # answers without a key (and skips IP blocking)
+    metered: bool = False  # admitted by the rate limits with a lease, and leaves a usage record
+    # another dialect when the request carries a header (the Anthropic shape of /v1/models
+    # for clients that send anthropic-version)
+    by_header: tuple[tuple[str, Dialect], ...] = ()
+
+    def dialect_for(self, request: web.Request) -> Dialect:
+        for header, dialect in self.by_header:
+            if header in request.headers:
+                return dialect
+        return self.dialect
+
+
+UNTAGGED = RouteInfo(OPENAI_CHAT)  # a handler without @endpoint: needs a key, not metered
+
+
+def endpoint(
+    dialect: Dialect,
+    *,
+    public: bool = False,
+    metered: bool = False,
+    by_header: tuple[tuple[str, Dialect], ...] = (),
+) -> Callable[[Handler], Handler]:
+    info = RouteInfo(dialect, public, metered, by_header)
+
+    def tag(handler: Handler) -> Handler:
+        setattr(handler, _ATTRIBUTE, info)
+        return handler
+
+    return tag
+
+
+def route_info(request: web.Request) -> RouteInfo | None:
+    """The matched route's metadata; None for aiohttp's system routes (404 / 405)."""
+    match = request.match_info
+    if isinstance(match.route, SystemRoute):
+        return None
+    info = getattr(match.handler, _ATTRIBUTE, UNTAGGED)
+    return info if isinstance(info, RouteInfo) else UNTAGGED
+
+
+def dialect_of(request: web.Request) -> Dialect:
+    """The dialect a request's answers and errors are written in."""
+    info = route_info(request)
+    return OPENAI_CHAT if info is None else info.dialect_for(request)
