@@ -51,19 +51,21 @@ class UpstreamReply:
     """A committed-to-nothing-yet answer: status and headers, and for a stream its first event.
 
     ``head`` holds the bytes read so far (for a stream: at least one whole event; for a
-    plain answer: all of it); ``body`` yields the rest as it arrives. ``close`` releases
-    the upstream connection, and cancels the upstream request if it is still running.
+    plain answer: all of it); ``body`` yields the rest as it arrives. ``close(finished)``
+    ends the exchange: ``finished`` says the stream was read to its terminal event (the
+    connection may be kept for the next request once the upstream has ended its answer);
+    otherwise the upstream request is cancelled if it is still running.
     """
 
     status: int
     headers: Mapping[str, str]
     head: bytes
     body: AsyncIterator[bytes] = field(default_factory=_no_more)
-    close: Callable[[], Awaitable[None]] | None = None
+    close: Callable[[bool], Awaitable[None]] | None = None
 
-    async def aclose(self) -> None:
+    async def aclose(self, finished: bool = False) -> None:
         if self.close is not None:
-            await self.close()
+            await self.close(finished)
 
 
 class UpstreamUnavailable(Exception):

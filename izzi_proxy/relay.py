@@ -10,7 +10,6 @@ closes the upstream request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -39,6 +38,9 @@ async def relay_stream(
     dialect: Dialect,
     record: UsageRecord,
 ) -> web.StreamResponse:
+    """Relay a stream until its terminal event (or an error), then end it. The record's
+    status is set once the answer's last frame is out: whatever the connections do after
+    that (a client that hangs up at once, an upstream slow to close) changes nothing."""
     response = web.StreamResponse(status=reply.status, headers=SSE_HEADERS)
     streams = request.app[STREAMS]
     streams.add(task := asyncio.current_task())
@@ -46,35 +48,42 @@ async def relay_stream(
         await response.prepare(request)
         if out := tap.feed(reply.head):
             await response.write(out)
-        async for chunk in reply.body:
-            if out := tap.feed(chunk):
-                await response.write(out)
+        if not tap.done:
+            async for chunk in reply.body:
+                if out := tap.feed(chunk):
+                    await response.write(out)
+                if tap.done:
+                    break  # the terminal event is out; the upstream's own end is not waited for
         if out := tap.finish():
             await response.write(out)
         if not (tap.done or tap.error):
             raise UpstreamConnectionError(
                 "The upstream ended the stream before it was complete", upstream=record.upstream or "-"
             )
+        record.status = response.status
     except GatewayError as err:
         await _end_with_error(response, dialect, record, err, tap)
-    except ConnectionResetError:
-        record.outcome = "client_closed"  # the client hung up; nobody to tell
-        raise
     except asyncio.CancelledError:
         # The client hung up (handler_cancellation), or the shutdown bound ran out
-        # (stop_streams): tell a client that is still there, then stop.
-        with contextlib.suppress(Exception):
+        # (stop_streams): a client still there is told, and the record says so.
+        try:
             await response.write(_error_frame(tap, dialect, ServerError("The stream was cut: the gateway is stopping")))
+        except Exception:
+            pass  # the client is gone: the metering middleware records the hang-up
+        else:
+            record.status, record.outcome, record.error_type = response.status, "error", "server_error"
         raise
-    except Exception:  # a bug after the first byte: the client still gets a proper end
-        log.exception("request %s: relay failed", record.request_id)
+    except ConnectionResetError:
+        raise  # the client hung up (aiohttp's default mode): nobody to tell
+    except Exception:
+        log.exception("request %s: relay failed", record.request_id)  # a bug after the first byte
         await _end_with_error(response, dialect, record, ServerError("Internal server error"), tap)
     finally:
         streams.discard(task)
         record.usage = tap.usage
         if tap.error:
             record.outcome, record.error_type = "error", "upstream_error"
-        await reply.aclose()
+        await reply.aclose(finished=tap.done)
     await response.write_eof()
     return response
 
@@ -85,6 +94,7 @@ async def _end_with_error(
     record.outcome, record.error_type = "error", err.type
     log.warning("request %s: stream ended with %s: %s", record.request_id, err.type, err.message)
     await response.write(_error_frame(tap, dialect, err))
+    record.status = response.status
 
 
 def _error_frame(tap: StreamTap, dialect: Dialect, err: GatewayError) -> bytes:

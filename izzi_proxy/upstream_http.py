@@ -3,7 +3,9 @@ stream) the first event, enforce the timeouts, and turn failures into UpstreamEr
 
 Timeouts per upstream: ``connect_timeout_s`` to connect; ``first_byte_timeout_s`` until a
 stream's first event, or a plain answer's whole body; ``idle_timeout_s`` between stream
-chunks after that (one watchdog timer per stream, not one per chunk).
+chunks after that (one watchdog timer per stream, not one per chunk). A stream relayed
+to its terminal event gives its connection back to the pool (read to its end in the
+background if the upstream has not ended it yet).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from izzi_proxy.errors import UpstreamConnectionError, UpstreamError, upstream_e
 from izzi_proxy.providers import UpstreamReply
 
 _ERROR_BODY_LIMIT = 64 * 1024
+_DRAIN_S, _DRAIN_LIMIT = 5.0, 64 * 1024  # what is read after a terminal event, at most
 
 
 class HTTPUpstream:
@@ -30,6 +33,7 @@ class HTTPUpstream:
         self._first_byte_s = upstream.first_byte_timeout_s
         self._idle_s = upstream.idle_timeout_s
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout_s)
+        self._draining: set[asyncio.Task[None]] = set()
 
     async def post(self, url: str, body: dict[str, Any], headers: Mapping[str, str], stream: bool) -> UpstreamReply:
         response: aiohttp.ClientResponse | None = None
@@ -57,10 +61,44 @@ class HTTPUpstream:
                 ) from None
             raise
 
-        async def close() -> None:
-            response.close()
+        rest = self._rest(response)
 
-        return UpstreamReply(response.status, response.headers, head, self._rest(response), close)
+        async def close(finished: bool) -> None:
+            await rest.aclose()  # stops its idle watchdog
+            if not finished:
+                response.close()  # cancels the upstream request
+            elif response.content.at_eof():
+                response.release()  # the usual case: the connection goes back to the pool
+            else:
+                self._drain_later(response)
+
+        return UpstreamReply(response.status, response.headers, head, rest, close)
+
+    def _drain_later(self, response: aiohttp.ClientResponse) -> None:
+        """The stream's terminal event is relayed but the upstream has not ended its answer
+        yet: read what is left in the background, so the connection can be reused."""
+        task = asyncio.get_running_loop().create_task(self._drain(response))
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    async def _drain(self, response: aiohttp.ClientResponse) -> None:
+        left = _DRAIN_LIMIT
+        try:
+            async with asyncio.timeout(_DRAIN_S):
+                while left > 0 and (chunk := await response.content.readany()):
+                    left -= len(chunk)
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+        finally:
+            if response.content.at_eof():
+                response.release()
+            else:
+                response.close()
+
+    async def aclose(self) -> None:
+        for task in list(self._draining):
+            task.cancel()
+        await asyncio.gather(*self._draining, return_exceptions=True)
 
     async def _first_event(self, response: aiohttp.ClientResponse) -> bytes:
         head = b""

@@ -39,6 +39,7 @@ TEST_MODELS = {
     "stream-error": ["fake:stream_error_after_2"],
     "cut": ["fake:cut_after_2"],
     "abort": ["fake:abort_after_2"],
+    "linger": ["fake:linger"],
     "fallback": ["fake:error_503", "fake:upstream-fallback-ok"],
     "fallback-first-event": ["fake:stream_error_after_0", "fake:upstream-fallback-ok"],
     "fallback-dead": ["dead:upstream-gpt-4o", "fake:upstream-fallback-ok"],
@@ -62,6 +63,8 @@ TEST_MODELS = {
     "claude-stream-error": ["claude:stream_error_after_2"],
     "claude-cut": ["claude:cut_after_2"],
     "claude-slow": ["claude:slow_100"],
+    "claude-linger": ["claude:claude-linger"],
+    "claude-abort": ["claude:abort_after_2"],
     "claude-fallback": ["claude:error_529", "fake:upstream-fallback-ok"],
 }
 TEST_PLANS = """

@@ -46,7 +46,8 @@ def make_metering(config: Config) -> Middleware:
             record.status, record.outcome, record.error_type = err.status, "error", err.type
             raise
         except (asyncio.CancelledError, ConnectionResetError):
-            record.status, record.outcome = record.status or 499, "client_closed"
+            if not record.status:  # the relay sets it once the answer's last frame is out
+                record.status, record.outcome = 499, "client_closed"
             raise
         except BaseException:
             record.status, record.outcome, record.error_type = 500, "error", "server_error"

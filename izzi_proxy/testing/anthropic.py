@@ -20,6 +20,8 @@ model name contains          behaviour
 ``abort_after_<n>``          stream n content deltas, then drop the connection
 ``slow_<ms>``                wait that long before the answer / each event
 ``hang``                     never answer
+``linger``                   stream the whole answer, then keep the connection open without
+                             ending it (until the client goes)
 ==========================  ==================================================================
 
 With ``thinking`` enabled (or adaptive) the answer starts with a ``thinking`` block whose
@@ -52,7 +54,6 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from multidict import CIMultiDict
 
 from izzi_proxy.testing.openai import (
     DISCONNECTS,
@@ -433,7 +434,7 @@ def fake_anthropic_app(api_key: str | None = "sk-ant-test", chunks: int = 4) -> 
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = raw.decode(errors="replace")
-        app[RECEIVED].append(Received(request.method, request.path_qs, CIMultiDict(request.headers), body))
+        app[RECEIVED].append(Received.of(request, body))
         bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")  # how anthropic>=2 sends it
         if api_key is not None and api_key not in (request.headers.get("x-api-key"), bearer):
             return error(401, "invalid x-api-key")

@@ -19,6 +19,8 @@ model name contains          behaviour
 ``length``                   finish_reason ``length``
 ``slow_<ms>``                wait that long before each chunk
 ``hang``                     never answer
+``linger``                   stream the whole answer, then keep the connection open without
+                             ending it (until the client goes)
 ==========================  ==================================================================
 
 ``fake_openai_app()`` serves those over HTTP like OpenAI's API and records every request
@@ -77,12 +79,14 @@ class ScenarioScript:
 
     params: dict[str, int]
     hang: bool
+    linger: bool
     error_status: int | None
     delay_s: float
 
     def read_scenario(self, model: str) -> None:
         self.params = {name: int(value) for name, value in _PARAM.findall(model)}
         self.hang = "hang" in model
+        self.linger = "linger" in model
         self.error_status = self.params.get("error")
         self.delay_s = self.params.get("slow", 0) / 1000
 
@@ -91,12 +95,15 @@ async def stream_frames(
     app: web.Application, request: web.Request, response: web.StreamResponse, script: Any
 ) -> web.StreamResponse:
     """Write a script's frames (``slow_<ms>`` apart), note a client that goes away under
-    ``DISCONNECTS``, and end cleanly, or drop the connection for ``abort_after_<n>``."""
+    ``DISCONNECTS``, and end cleanly, or drop the connection for ``abort_after_<n>``, or
+    (``linger``) keep the answer open after its last frame until the client goes."""
     try:
         for frame in script.frames():
             if script.delay_s:
                 await asyncio.sleep(script.delay_s)
             await response.write(frame)
+        if script.linger:
+            await asyncio.Event().wait()
     except (ConnectionResetError, asyncio.CancelledError):
         app[DISCONNECTS].put_nowait(script.model)
         raise
@@ -312,6 +319,13 @@ class Received:
     path: str
     headers: CIMultiDict[str]
     body: Any
+    peer: str | None = None  # the client's host:port: the same for requests on one connection
+
+    @classmethod
+    def of(cls, request: web.Request, body: Any) -> Received:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        return cls(request.method, request.path_qs, CIMultiDict(request.headers), body,
+                   f"{peer[0]}:{peer[1]}" if peer else None)  # fmt: skip
 
 
 RECEIVED: web.AppKey[list[Received]] = web.AppKey("fake.received")
@@ -374,7 +388,7 @@ def fake_openai_app(api_key: str | None = "sk-upstream-test", chunks: int = 4) -
 
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json(loads=orjson.loads)
-        app[RECEIVED].append(Received(request.method, request.path, CIMultiDict(request.headers), body))
+        app[RECEIVED].append(Received.of(request, body))
         if api_key and request.headers.get("Authorization") != f"Bearer {api_key}":
             return web.json_response(
                 {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",

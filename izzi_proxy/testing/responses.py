@@ -20,6 +20,8 @@ model name contains          behaviour
 ``abort_after_<n>``          stream n deltas, then drop the connection
 ``slow_<ms>``                wait that long before the answer / each event
 ``hang``                     never answer
+``linger``                   stream the whole answer, then keep the connection open without
+                             ending it (until the client goes)
 ==========================  ==================================================================
 
 "Deltas" are all ``*.delta`` events. The server checks bodies against the ``openai`` SDK's
@@ -45,7 +47,6 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from multidict import CIMultiDict
 
 from izzi_proxy.testing.anthropic import _explain, _force, _Invalid, _split
 from izzi_proxy.testing.openai import RECEIVED, Received, ScenarioScript, _sample, estimate_tokens, stream_frames
@@ -425,7 +426,7 @@ def responses_handlers(app: web.Application, api_key: str | None, chunks: int = 
         return web.json_response(ResponseScript.error_body(status, message, param, code), status=status)
 
     def admit(request: web.Request, body: Any) -> web.Response | None:
-        app[RECEIVED].append(Received(request.method, request.path, CIMultiDict(request.headers), body))
+        app[RECEIVED].append(Received.of(request, body))
         if api_key and request.headers.get("Authorization") != f"Bearer {api_key}":
             return error(401, "Incorrect API key provided", code="invalid_api_key")
         return None

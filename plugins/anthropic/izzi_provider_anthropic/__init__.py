@@ -59,6 +59,7 @@ class AnthropicProvider:
         return cls(upstream, session)
 
     async def aclose(self) -> None:
+        await self._http.aclose()
         await self._sdk.close()
 
     def _call_headers(self, client: Mapping[str, str]) -> dict[str, str]:

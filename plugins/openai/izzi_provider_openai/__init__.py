@@ -51,7 +51,7 @@ class OpenAIProvider:
         return cls(upstream, session)
 
     async def aclose(self) -> None:
-        pass  # the session belongs to the app
+        await self._http.aclose()  # the session itself belongs to the app
 
     async def send(self, call: UpstreamCall) -> UpstreamReply:
         headers = {**self._headers, **call.headers, "X-Request-Id": call.request_id}

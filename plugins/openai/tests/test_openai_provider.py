@@ -14,7 +14,7 @@ from izzi_proxy import sse
 from izzi_proxy.config import ConfigError, Secret, UpstreamConfig
 from izzi_proxy.errors import UpstreamConnectionError, UpstreamError, UpstreamRejected
 from izzi_proxy.providers import UpstreamCall, UpstreamUnavailable
-from izzi_proxy.testing import RECEIVED, fake_openai_app
+from izzi_proxy.testing import DISCONNECTS, RECEIVED, fake_openai_app
 
 KEY = "sk-fake"
 
@@ -59,6 +59,25 @@ async def test_stream_commits_after_the_first_event(provider) -> None:
     events = list(sse.iter_events(reply.head + rest))
     assert events[-1].data == "[DONE]"
     await reply.aclose()
+
+
+async def test_a_stream_read_to_its_end_gives_its_connection_back(provider) -> None:
+    for model in ("gpt-4o", "linger"):  # linger: the upstream does not end its answer by itself
+        reply = await provider.send(call(model, stream=True))
+        if b"[DONE]" not in reply.head:
+            async for chunk in reply.body:
+                if b"[DONE]" in chunk:
+                    break
+        await reply.aclose(finished=True)
+    await provider.send(call("gpt-4o"))
+    peers = [r.peer for r in provider.server.app[RECEIVED]]
+    assert peers[0] == peers[1] != peers[2]  # reused at once; the lingering answer is still being read
+
+
+async def test_an_abandoned_stream_cancels_the_upstream_request(provider) -> None:
+    reply = await provider.send(call("slow_100", stream=True))
+    await reply.aclose(finished=False)
+    assert await asyncio.wait_for(provider.server.app[DISCONNECTS].get(), timeout=5) == "slow_100"
 
 
 @pytest.mark.parametrize(
