@@ -1,16 +1,19 @@
 """The model catalog: what clients may ask for, what it costs, and where it is served.
 
 Entries come from ``config/models.toml`` (parsed and validated in ``config.py``).
-A client's model name resolves through, in order: the exact id, an explicit alias, and
-the normalisation of vendor spellings (a dated suffix ``-20250514`` or ``-2024-08-06``
-dropped, ``4-5`` read as ``4.5``), so that ``claude-sonnet-4-5-20250929`` finds
-``claude-sonnet-4.5`` without an alias per snapshot.
+A client's model name resolves through, in order: the exact id, an explicit alias, the
+normalisation of vendor spellings (a dated suffix ``-20250514`` or ``-2024-08-06`` dropped,
+``4-5`` read as ``4.5``), so that ``claude-sonnet-4-5-20250929`` finds ``claude-sonnet-4.5``
+without an alias per snapshot, and last the family rules (``claude-opus-*`` → the
+operator's choice), so that the names real clients send by default (Claude Code asks for
+its newest Opus) find a model. The answer still names the model as the client asked.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from fnmatch import fnmatchcase
 from dataclasses import dataclass
 
 TIERS = ("maintained", "budget", "standard", "premium")
@@ -62,11 +65,12 @@ class ModelEntry:
 
 
 class Catalog:
-    """Models by id, with alias and vendor-spelling resolution."""
+    """Models by id, with alias, vendor-spelling and family resolution."""
 
-    def __init__(self, entries: Iterable[ModelEntry]) -> None:
+    def __init__(self, entries: Iterable[ModelEntry], families: Mapping[str, str] | None = None) -> None:
         self._entries: dict[str, ModelEntry] = {}
         self._aliases: dict[str, str] = {}
+        self._families = dict(families or {})  # glob pattern -> model id, first match wins
         for entry in entries:
             self._entries[entry.id] = entry
         for entry in self._entries.values():
@@ -83,12 +87,19 @@ class Catalog:
     def aliases(self) -> Mapping[str, str]:
         return self._aliases
 
+    @property
+    def families(self) -> Mapping[str, str]:
+        return self._families
+
     def resolve(self, name: str) -> ModelEntry | None:
         """The entry a client's model name means, or None."""
         found = self._lookup(name)
         if found is None:
             undated = _DATED.sub("", name)
             found = self._lookup(undated) or self._lookup(_DASHED_VERSION.sub(".", undated))
+        if found is None:
+            target = next((t for pattern, t in self._families.items() if fnmatchcase(name, pattern)), None)
+            found = self._entries.get(target) if target is not None else None
         return found
 
     def _lookup(self, name: str) -> ModelEntry | None:

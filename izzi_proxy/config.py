@@ -410,9 +410,9 @@ def load_catalog(path: Path, upstreams: Mapping[str, UpstreamConfig]) -> Catalog
     models = _table(path, "models", doc.get("models"))
     if not models:
         raise ConfigError(path, "models", "the catalog lists no model")
-    extra = set(doc) - {"models"}
+    extra = set(doc) - {"models", "families"}
     if extra:
-        raise ConfigError(path, sorted(extra)[0], "unknown key; the file holds [models.<id>] tables")
+        raise ConfigError(path, sorted(extra)[0], "unknown key; the file holds [models.<id>] tables and [families]")
     entries, seen_aliases = [], {}
     for model_id, table in models.items():
         key = f'models."{model_id}"'
@@ -424,7 +424,17 @@ def load_catalog(path: Path, upstreams: Mapping[str, UpstreamConfig]) -> Catalog
                 raise r.error("aliases", f"alias {alias!r} is already taken by {owner!r}")
             seen_aliases[alias] = model_id
         entries.append(entry)
-    return Catalog(entries)
+    return Catalog(entries, _families(path, _table(path, "families", doc.get("families")), models))
+
+
+def _families(path: Path, table: Mapping[str, Any], models: Mapping[str, Any]) -> dict[str, str]:
+    for pattern, target in table.items():
+        key = f'families."{pattern}"'
+        if "*" not in pattern and "?" not in pattern and "[" not in pattern:
+            raise ConfigError(path, key, 'a family is a pattern such as "claude-opus-*"; name one model with aliases')
+        if not isinstance(target, str) or target not in models:
+            raise ConfigError(path, key, f"{target!r} is not a model id in this catalog")
+    return dict(table)
 
 
 def _model(model_id: str, r: _Reader, upstreams: Mapping[str, UpstreamConfig]) -> ModelEntry:

@@ -19,6 +19,7 @@ from izzi_proxy.canonical import Usage
 from izzi_proxy.catalog import ModelEntry
 from izzi_proxy.dialects import Dialect, ParsedRequest, StreamTap
 from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
+from izzi_proxy.dialects.echo import echo_in_body
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 from izzi_proxy.errors import InvalidRequest, NotFound, RequestTooLarge, UpstreamError
 from izzi_proxy.keys import API_KEY, CONFIG, RECORD, REQUEST_ID, ROUTER
@@ -64,7 +65,7 @@ async def generate(request: web.Request, dialect: Dialect, parsed: ParsedRequest
     record = request[RECORD]
     entry = _resolve(request, parsed.model)
     check_model(request.app[CONFIG].limits, request[API_KEY], entry)
-    record.model, record.stream = entry.id, parsed.stream
+    record.model, record.requested_model, record.stream = entry.id, parsed.model, parsed.stream
     headers = dialect.forward_headers(request.headers)
     sent = await request.app[ROUTER].send(entry, dialect, parsed, request[REQUEST_ID], headers)
     record.upstream, record.upstream_model = sent.route.upstream, sent.route.model
@@ -79,7 +80,7 @@ async def generate(request: web.Request, dialect: Dialect, parsed: ParsedRequest
 
     def answer(body: bytes) -> tuple[bytes, Usage | None]:
         if passthrough:
-            return body, dialect.usage_of_body(body)
+            return echo_in_body(body, parsed.model), dialect.usage_of_body(body)
         resp = sent.wire.parse_response(body, sent.route.upstream)
         return dialect.render_response(resp, parsed), resp.usage
 

@@ -66,7 +66,11 @@ TEST_MODELS = {
     "claude-linger": ["claude:claude-linger"],
     "claude-abort": ["claude:abort_after_2"],
     "claude-fallback": ["claude:error_529", "fake:upstream-fallback-ok"],
+    # named as in the real catalog, served under the vendor's own spelling
+    "claude-sonnet-4.5": ["claude:claude-sonnet-4-5"],
 }
+# What names outside the catalog resolve to (the bundled models.toml has the same kind).
+TEST_FAMILIES = {"claude-*opus*": "claude-sonnet-4.5"}
 TEST_PLANS = """
 default = "free"
 
@@ -100,6 +104,7 @@ REASONING = {
     "claude-thinking",
     "claude-redacted",
     "claude",
+    "claude-sonnet-4.5",
 }
 
 
@@ -121,8 +126,12 @@ def write_config(
 ) -> Path:
     """A config pointing at the fake upstream; returns the path of its izzi.toml."""
     models = TEST_MODELS if models is None else models
+    families = {p: t for p, t in TEST_FAMILIES.items() if t in models}
     (directory / "models.toml").write_text(
-        "".join(
+        "[families]\n"
+        + "".join(f'"{pattern}" = "{target}"\n' for pattern, target in families.items())
+        + "\n"
+        + "".join(
             f'[models."{mid}"]\nname = "{mid}"\ntier = "standard"\ninput = 1.0\noutput = 2.0\n'
             f"context = 128000\nreasoning = {str(mid in REASONING).lower()}\n"
             f"routes = {routes!r}\n\n".replace("'", '"')

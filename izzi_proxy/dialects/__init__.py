@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from izzi_proxy import canonical as c
 from izzi_proxy import sse
+from izzi_proxy.dialects.echo import ModelEcho
 from izzi_proxy.errors import GatewayError
 
 
@@ -34,9 +35,9 @@ class ParsedRequest:
 class StreamTap(Protocol):
     """Turns upstream stream bytes into client stream bytes, chunk by chunk.
 
-    In passthrough it reads the stream as it goes by and changes as little as it can:
-    ``feed`` returns the very chunk it was given unless an event had to be hidden. A
-    translating tap decodes, translates and re-encodes. ``done`` says the stream ended
+    In passthrough it reads the stream as it goes by and changes as little as it can: the
+    model's name (``echo``), and an event the gateway asked for that the client did not.
+    A translating tap decodes, translates and re-encodes. ``done`` says the stream ended
     properly, ``error`` that an in-stream error was relayed.
     """
 
@@ -49,32 +50,37 @@ class StreamTap(Protocol):
 
 
 class WatchingTap:
-    """A passthrough tap that never changes a byte: it reads the lines of the chunks that
-    hold one of ``NOTABLE`` (and of unfinished lines) with ``inspect``, and lets every chunk
-    go on as it came. Anthropic's and Responses' streams need nothing hidden."""
+    """A passthrough tap that changes nothing but the model's name (``echo.ModelEcho``): it
+    reads the lines of the chunks that hold one of ``NOTABLE`` with ``inspect``, and lets
+    every chunk go on as it came. Anthropic's and Responses' streams need nothing hidden."""
 
     NOTABLE: tuple[bytes, ...] = ()
-    __slots__ = ("_lines", "done", "error", "usage")
+    __slots__ = ("_echo", "_lines", "done", "error", "usage")
 
-    def __init__(self) -> None:
+    def __init__(self, model: str) -> None:
+        self._echo = ModelEcho(model)
         self._lines = sse.LineSplitter()
         self.usage: c.Usage | None = None
         self.done = False
         self.error = False
 
     def feed(self, chunk: bytes) -> bytes:
-        clean = not (self._lines.pending or self._lines.after_cr) and chunk.endswith(b"\n")
-        if not clean or any(word in chunk for word in self.NOTABLE):
+        return self._watch(self._echo.feed(chunk))
+
+    def _watch(self, chunk: bytes) -> bytes:
+        """Whole lines (or the stream's unterminated last line), as they go on."""
+        if self._lines.after_cr or any(word in chunk for word in self.NOTABLE):
             for line in self._lines.feed(chunk):
                 if line.startswith(b"data:") and any(word in line for word in self.NOTABLE):
                     self.inspect(line[5:])
         return chunk
 
     def finish(self) -> bytes:
+        out = self._watch(self._echo.finish())
         for line in self._lines.finish():
             if line.startswith(b"data:"):
                 self.inspect(line[5:])
-        return b""
+        return out
 
     def inspect(self, data: bytes) -> None:
         """A notable event's data (the bytes after ``data:``)."""

@@ -111,11 +111,12 @@ class UsageRecord:
     started_at: float
     key_id: int | None = None
     account_id: int | None = None
-    model: str | None = None
+    model: str | None = None  # the catalog id it resolved to
     upstream: str | None = None
-    upstream_model: str | None = None
+    upstream_model: str | None = None  # the upstream's name for it
+    requested_model: str | None = None  # the name the client asked for (and its answer echoes)
     stream: bool = False
-    status: int = 0
+    status: int = 0  # set once the answer has ended (a stream: its last frame is out)
     outcome: str = "ok"  # ok | error | client_closed
     error_type: str | None = None
     duration_ms: float = 0.0

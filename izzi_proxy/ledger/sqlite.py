@@ -94,6 +94,9 @@ MIGRATIONS = (
     ALTER TABLE accounts ADD COLUMN overrides TEXT;
     ALTER TABLE api_keys ADD COLUMN allow TEXT;
     """,
+    """
+    ALTER TABLE usage_records ADD COLUMN requested_model TEXT;
+    """,
 )
 
 _KEY_COLUMNS = """k.id, k.account_id, a.name, a.plan, k.name, k.prefix, k.created_at,
@@ -281,28 +284,19 @@ class SQLiteLedger:
     async def usage_records(self, request_id: str | None = None, limit: int = 100) -> list[UsageRecord]:
         where, args = ("request_id = ?", (request_id,)) if request_id else ("1", ())
         rows = await self._db.execute_fetchall(
-            "SELECT request_id, endpoint, started_at, key_id, account_id, model, upstream,"
-            " upstream_model, stream, status, outcome, error_type, duration_ms, usage_known,"
-            " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
-            f" reasoning_tokens, extra FROM usage_records WHERE {where} ORDER BY id DESC LIMIT ?",
+            f"SELECT {', '.join(_USAGE_COLUMNS)} FROM usage_records WHERE {where} ORDER BY id DESC LIMIT ?",
             (*args, limit),
         )
-        return [
-            UsageRecord(
-                *row[:8], bool(row[8]), *row[9:13],
-                usage=Usage(*row[14:19]) if row[13] else None,
-                extra=orjson.loads(row[19]) if row[19] else {},
-            )
-            for row in rows
-        ]  # fmt: skip
+        return [_record(dict(zip(_USAGE_COLUMNS, row, strict=True))) for row in rows]
 
 
 _USAGE_COLUMNS = (
     "request_id", "endpoint", "key_id", "account_id", "model", "upstream", "upstream_model",
-    "stream", "status", "outcome", "error_type", "started_at", "duration_ms", "usage_known",
-    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+    "requested_model", "stream", "status", "outcome", "error_type", "started_at", "duration_ms",
+    "usage_known", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "reasoning_tokens", "extra",
 )  # fmt: skip
+_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 _INSERT_USAGE = f"INSERT INTO usage_records ({', '.join(_USAGE_COLUMNS)}) VALUES "
 _ROW_PLACEHOLDERS = "(" + ",".join("?" * len(_USAGE_COLUMNS)) + ")"
 _ROWS_PER_INSERT = 999 // len(_USAGE_COLUMNS)  # within SQLite's oldest limit on parameters
@@ -312,8 +306,15 @@ def _row(record: UsageRecord) -> tuple:
     u = record.usage or Usage()
     return (
         record.request_id, record.endpoint, record.key_id, record.account_id, record.model,
-        record.upstream, record.upstream_model, record.stream, record.status, record.outcome,
-        record.error_type, record.started_at, record.duration_ms, record.usage is not None,
+        record.upstream, record.upstream_model, record.requested_model, record.stream, record.status,
+        record.outcome, record.error_type, record.started_at, record.duration_ms, record.usage is not None,
         u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
         u.reasoning_tokens, orjson.dumps(record.extra).decode() if record.extra else None,
     )  # fmt: skip
+
+
+def _record(row: dict[str, Any]) -> UsageRecord:
+    usage = Usage(*(row.pop(name) for name in _USAGE_FIELDS))
+    known, extra = row.pop("usage_known"), row.pop("extra")
+    row["stream"] = bool(row["stream"])
+    return UsageRecord(**row, usage=usage if known else None, extra=orjson.loads(extra) if extra else {})

@@ -1,4 +1,4 @@
-"""Model resolution: ids, aliases, dated vendor ids, and the OpenAI model shape."""
+"""Model resolution: ids, aliases, dated vendor ids, families, and the OpenAI model shape."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ def catalog():
         ("grok-4-0709", "grok-4"),
         ("llama-3.3-70b", "llama-3.3-70b"),
         ("gpt-5.1", "gpt-5.1"),
+        # families: the names clients send by default
+        ("claude-opus-4-8", "claude-opus-4.6"),  # Claude Code with no --model
+        ("claude-opus-5", "claude-opus-4.6"),
+        ("claude-sonnet-4-x", "claude-sonnet-4.6"),
+        ("claude-3-5-haiku-20241022", "claude-haiku-4.5"),  # the seed's older list
+        ("claude-3-7-sonnet-latest", "claude-sonnet-4.6"),
     ],
 )
 def test_resolve(catalog, name: str, expected: str) -> None:
@@ -36,7 +42,7 @@ def test_resolve(catalog, name: str, expected: str) -> None:
     assert entry is not None and entry.id == expected
 
 
-@pytest.mark.parametrize("name", ["gpt-99", "claude", "", "claude-sonnet-4-x", "gpt-4o-20"])
+@pytest.mark.parametrize("name", ["gpt-99", "claude", "", "gpt-4o-20", "claude-fable-1"])
 def test_unknown(catalog, name: str) -> None:
     assert catalog.resolve(name) is None
 
@@ -58,3 +64,11 @@ def test_every_entry_is_an_openai_model(catalog) -> None:
         Model.model_validate(data)
         assert data["pricing"]["input"] == entry.input_usd_per_mtok
         assert entry.routes, entry.id
+
+
+def test_families_never_shadow_a_listed_model(catalog) -> None:
+    for entry in catalog:
+        assert catalog.resolve(entry.id) is entry
+        for alias in entry.aliases:
+            assert catalog.resolve(alias) is entry
+    assert set(catalog.families.values()) <= {e.id for e in catalog}

@@ -124,6 +124,8 @@ def test_izzi_toml_errors_name_file_and_key(tmp_path: Path, izzi: str, key: str,
         (MODELS + "colour = 'red'\n", 'models."m".colour', "unknown key"),
         (MODELS + "aliases = ['m']\n", 'models."m".aliases', "already taken"),
         (MODELS + "context = 0\n", 'models."m".context', "positive"),
+        ('[families]\n"m-*" = "nope"\n' + MODELS, 'families."m-*"', "'nope' is not a model id"),
+        ('[families]\n"m-1" = "m"\n' + MODELS, 'families."m-1"', "a pattern"),
     ],
 )
 def test_models_toml_errors_name_file_and_key(tmp_path: Path, models: str, key: str, words: str) -> None:

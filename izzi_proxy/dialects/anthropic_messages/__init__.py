@@ -64,7 +64,7 @@ class AnthropicMessages:
         return {**parsed.body, "model": upstream_model}
 
     def stream_tap(self, parsed: ParsedRequest) -> AnthropicTap:
-        return AnthropicTap()
+        return AnthropicTap(parsed.model)
 
     def usage_of_body(self, body: bytes) -> c.Usage | None:
         try:

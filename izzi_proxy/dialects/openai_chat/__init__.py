@@ -57,7 +57,7 @@ class OpenAIChat:
         return body
 
     def stream_tap(self, parsed: ParsedRequest) -> OpenAIChatTap:
-        return OpenAIChatTap(hide_usage=not self._client_wants_usage(parsed))
+        return OpenAIChatTap(parsed.model, hide_usage=not self._client_wants_usage(parsed))
 
     @staticmethod
     def _client_wants_usage(parsed: ParsedRequest) -> bool:

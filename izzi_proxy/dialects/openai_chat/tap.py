@@ -1,8 +1,8 @@
 """The passthrough tap for OpenAI chat streams.
 
-The upstream's SSE bytes go to the client as they come; the tap reads usage from the one
-chunk that carries it and, when the gateway (not the client) asked for that chunk, keeps
-it from the client.
+The upstream's SSE bytes go to the client as they come, the model renamed to the client's
+(``echo``); the tap reads usage from the one chunk that carries it and, when the gateway
+(not the client) asked for that chunk, keeps it from the client.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import orjson
 
 from izzi_proxy import sse
 from izzi_proxy.canonical import Usage
+from izzi_proxy.dialects.echo import ModelEcho
 from izzi_proxy.dialects.openai_chat.response import WireUsage, usage_from_wire
 
 
@@ -42,9 +43,10 @@ def _notable(chunk: bytes) -> bool:
 class OpenAIChatTap:
     """Usage, end and error of an OpenAI chat stream, read from its lines as they pass."""
 
-    __slots__ = ("_dropped", "_hide", "_lines", "done", "error", "usage")
+    __slots__ = ("_dropped", "_echo", "_hide", "_lines", "done", "error", "usage")
 
-    def __init__(self, hide_usage: bool) -> None:
+    def __init__(self, model: str, hide_usage: bool) -> None:
+        self._echo = ModelEcho(model)
         self._hide = hide_usage
         self._dropped = False  # the last line was dropped: drop the blank line ending its event
         self._lines = sse.LineSplitter()
@@ -53,6 +55,10 @@ class OpenAIChatTap:
         self.error = False
 
     def feed(self, chunk: bytes) -> bytes:
+        return self._pass(self._echo.feed(chunk))
+
+    def _pass(self, chunk: bytes) -> bytes:
+        """Whole lines (or the stream's unterminated last line), as they go on."""
         clean = not (self._lines.pending or self._lines.after_cr or self._dropped)
         if clean and chunk.endswith(b"\n") and not _notable(chunk):
             return chunk  # whole lines, nothing to read or hide: one scan, no split
@@ -72,11 +78,12 @@ class OpenAIChatTap:
         return b"\n".join(kept) + b"\n" if kept else b""
 
     def finish(self) -> bytes:
-        """At the stream's end: an unterminated last line (already sent unless hiding)."""
-        rest = [out for line in self._lines.finish() if (out := self._inspect(line)) is not None]
+        """At the stream's end: an unterminated last line."""
+        out = self._pass(self._echo.finish())  # sent as is unless hiding
+        rest = [kept for line in self._lines.finish() if (kept := self._inspect(line)) is not None]
         if not self._hide:
-            return b""
-        return b"\n".join(rest) + b"\n" if rest else b""
+            return out
+        return out + b"\n".join(rest) + b"\n" if rest else out
 
     def _inspect(self, line: bytes) -> bytes | None:
         """The line to send on (``line`` itself, a rewrite, or None to drop it)."""

@@ -63,7 +63,7 @@ class OpenAIResponses:
         return body
 
     def stream_tap(self, parsed: ParsedRequest) -> ResponsesTap:
-        return ResponsesTap()
+        return ResponsesTap(parsed.model)
 
     def usage_of_body(self, body: bytes) -> c.Usage | None:
         try:

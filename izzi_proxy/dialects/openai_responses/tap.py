@@ -20,8 +20,8 @@ class ResponsesTap(WatchingTap):
     NOTABLE = (*(kind.encode() for kind in _TERMINAL), b'"type":"error"', b'"type": "error"')
     __slots__ = ("events", "final")
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, model: str) -> None:
+        super().__init__(model)
         self.final: dict[str, Any] | None = None
         self.events = 0  # seen so far: the next sequence_number, for an error of our own
 

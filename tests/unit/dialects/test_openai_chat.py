@@ -70,12 +70,11 @@ def test_tap_every_split(model: str, hide: bool) -> None:
     expected = expected_events(model, hide)
     assert len(expected) == len(frames(model)) - (hide and model == "gpt-4o")
     for chunks in splits(stream):
-        tap = OpenAIChatTap(hide_usage=hide)
+        tap = OpenAIChatTap(model, hide_usage=hide)  # asked under the upstream's own name
         outs = [tap.feed(chunk) for chunk in chunks]
         out = b"".join(outs) + tap.finish()
         assert events(out) == expected, chunks
-        if not hide:  # shown: every chunk goes on as it came, even cut mid-line
-            assert all(o is c for o, c in zip(outs, chunks, strict=True))
+        if not hide:  # shown: the stream goes on as it came, each line as soon as it ends
             assert out == stream
         assert (b'"usage":{' in out) is not hide
         assert tap.usage == expected_usage(model)
@@ -85,7 +84,7 @@ def test_tap_every_split(model: str, hide: bool) -> None:
 
 @pytest.mark.parametrize("hide", [True, False], ids=["hide", "show"])
 def test_tap_forwards_the_same_chunk_object(hide: bool) -> None:
-    tap = OpenAIChatTap(hide_usage=hide)
+    tap = OpenAIChatTap("gpt-4o", hide_usage=hide)
     *content, usage_chunk, done_frame = frames()
     for frame in content:
         assert tap.feed(frame) is frame
@@ -93,13 +92,27 @@ def test_tap_forwards_the_same_chunk_object(hide: bool) -> None:
     assert tap.feed(done_frame) is done_frame
     assert tap.finish() == b""
     several = b"".join(content)
-    assert OpenAIChatTap(hide_usage=hide).feed(several) is several
+    assert OpenAIChatTap("gpt-4o", hide_usage=hide).feed(several) is several
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "usage_in_choice"])
+@pytest.mark.parametrize("hide", [True, False], ids=["hide", "show"])
+def test_tap_names_the_asked_model_in_every_chunk(model: str, hide: bool) -> None:
+    stream = b"".join(frames(model))
+    expected = expected_events(model, hide)
+    for e in expected:
+        if isinstance(e, dict):
+            e["model"] = "gpt-4o-2024-08-06"
+    for chunks in splits(stream):
+        tap = OpenAIChatTap("gpt-4o-2024-08-06", hide_usage=hide)
+        assert events(run(tap, chunks)) == expected, chunks
+        assert tap.usage == expected_usage(model) and tap.done
 
 
 def test_tap_crlf_stream() -> None:
     stream = b"".join(frames()).replace(b"\n", b"\r\n")
     for chunks in splits(stream):
-        tap = OpenAIChatTap(hide_usage=True)
+        tap = OpenAIChatTap("gpt-4o", hide_usage=True)
         assert events(run(tap, chunks)) == expected_events("gpt-4o", hide=True), chunks
         assert tap.usage == expected_usage()
         assert tap.done
@@ -134,7 +147,7 @@ NULLS = {"prompt_tokens_details": None, "completion_tokens_details": {"reasoning
 )
 @pytest.mark.parametrize("hide", [True, False], ids=["hide", "show"])
 def test_tap_reads_usage(usage: dict[str, Any], expected: Usage, hide: bool) -> None:
-    tap = OpenAIChatTap(hide_usage=hide)
+    tap = OpenAIChatTap("gpt-4o", hide_usage=hide)
     frame = usage_frame(usage)
     assert tap.feed(frame) == (b"" if hide else frame)
     assert tap.usage == expected
@@ -156,7 +169,7 @@ TEXT_CHUNK = {"id": "c", "choices": [{"index": 0, "delta": {"content": TEXT}}], 
 )
 @pytest.mark.parametrize("hide", [True, False], ids=["hide", "show"])
 def test_not_usage(frame: bytes, hide: bool) -> None:
-    tap = OpenAIChatTap(hide_usage=hide)
+    tap = OpenAIChatTap("gpt-4o", hide_usage=hide)
     assert tap.feed(frame) is frame
     assert tap.usage is None
     tap.feed(usage_frame(PLAIN))
@@ -170,26 +183,26 @@ def test_in_stream_error_and_cut_stream(model: str, error: bool, hide: bool) -> 
     stream = b"".join(ChatScript({"model": model, "messages": MESSAGES}).frames())
     assert stream.count(b'data: {"error":') == error
     for chunks in splits(stream):
-        tap = OpenAIChatTap(hide_usage=hide)
+        tap = OpenAIChatTap(model, hide_usage=hide)
         assert run(tap, chunks) == stream
         assert (tap.error, tap.done, tap.usage) == (error, False, None)
 
 
 def test_done_without_trailing_line_end_in_hidden_mode() -> None:
-    tap = OpenAIChatTap(hide_usage=True)
+    tap = OpenAIChatTap("gpt-4o", hide_usage=True)
     out = run(tap, [b'data: {"choices":[]}\n\ndata: [DONE]'])
     assert events(out) == [{"choices": []}, "[DONE]"]
     assert tap.done
 
 
 def test_shown_mode_finish_does_not_repeat_the_tail() -> None:
-    tap = OpenAIChatTap(hide_usage=False)
+    tap = OpenAIChatTap("gpt-4o", hide_usage=False)
     stream = b'data: {"choices":[]}\n\ndata: [DONE]'
     assert run(tap, [stream]) == stream
 
 
 def test_hidden_mode_crlf_split_between_cr_and_lf() -> None:
-    tap = OpenAIChatTap(hide_usage=True)
+    tap = OpenAIChatTap("gpt-4o", hide_usage=True)
     out = run(tap, [b"data: a\r", b"\ndata: b\r\n\r\n"])
     assert [e.data for e in iter_events(out)] == ["a\nb"]
 
@@ -202,7 +215,7 @@ X_GROQ = (
 
 @pytest.mark.parametrize("hide", [True, False], ids=["hide", "show"])
 def test_nested_usage_is_not_usage(hide: bool) -> None:
-    tap = OpenAIChatTap(hide_usage=hide)
+    tap = OpenAIChatTap("gpt-4o", hide_usage=hide)
     tap.feed(usage_frame({"prompt_tokens": 5, "completion_tokens": 2}))
     assert tap.feed(X_GROQ) is X_GROQ
     assert tap.usage == Usage(input_tokens=5, output_tokens=2)
@@ -356,6 +369,6 @@ def test_error_body_and_stream_error(error: GatewayError, shape: tuple[Any, ...]
     assert frame.startswith(b'data: {"error":{') and frame.endswith(b"}\n\n")
     assert frame.count(b"\n") == 2
     assert events(frame) == [expected]
-    tap = OpenAIChatTap(hide_usage=True)
+    tap = OpenAIChatTap("gpt-4o", hide_usage=True)
     assert tap.feed(frame) is frame
     assert tap.error is True
