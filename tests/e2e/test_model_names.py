@@ -38,9 +38,7 @@ async def test_chat_completions(gateway: Gateway, client: openai.AsyncOpenAI, na
     await _check_record(gateway, raw.headers["x-request-id"], names)
 
 
-@pytest.mark.parametrize(
-    "names", [PASSTHROUGH_CLAUDE, BY_FAMILY, TRANSLATED_TO_OPENAI], ids=["pass", "family", "tr"]
-)
+@pytest.mark.parametrize("names", [PASSTHROUGH_CLAUDE, BY_FAMILY, TRANSLATED_TO_OPENAI], ids=["pass", "family", "tr"])
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 async def test_messages(gateway: Gateway, claude: anthropic.AsyncAnthropic, names, stream: bool) -> None:
     asked = names[0]
