@@ -98,7 +98,12 @@ Part = Text | Image | Document | ToolCall | ToolResult | Thinking | RedactedThin
 
 @dataclass(slots=True)
 class Message:
-    role: Literal["user", "assistant"]
+    """One turn. ``system`` is an instruction in the middle of the conversation (Anthropic's
+    mid-conversation system message, a later system or developer message from OpenAI
+    clients): its text parts apply from that point. Instructions before the first turn are
+    ``Request.system``."""
+
+    role: Literal["system", "user", "assistant"]
     parts: list[Part]
 
 

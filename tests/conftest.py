@@ -67,7 +67,7 @@ TEST_MODELS = {
     "claude-abort": ["claude:abort_after_2"],
     "claude-fallback": ["claude:error_529", "fake:upstream-fallback-ok"],
     # named as in the real catalog, served under the vendor's own spelling
-    "claude-sonnet-4.5": ["claude:claude-sonnet-4-5"],
+    "claude-sonnet-4.5": ["claude:claude-sonnet-4-5-tools"],
 }
 # What names outside the catalog resolve to (the bundled models.toml has the same kind).
 TEST_FAMILIES = {"claude-*opus*": "claude-sonnet-4.5"}

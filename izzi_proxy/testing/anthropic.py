@@ -27,7 +27,9 @@ model name contains          behaviour
 With ``thinking`` enabled (or adaptive) the answer starts with a ``thinking`` block whose
 ``signature`` is an HMAC of its text under a secret only the fake holds; every ``thinking``
 or ``redacted_thinking`` block sent back in an assistant turn must verify, else 400, as
-Anthropic answers altered thinking.
+Anthropic answers altered thinking; and, as Anthropic requires, the assistant turn whose
+tool calls the last turn answers must start with its thinking. ``role: "system"`` messages
+in ``messages`` are taken only under the ``mid-conversation-system-2026-04-07`` beta.
 
 ``fake_anthropic_app()`` serves ``POST /v1/messages`` and ``/v1/messages/count_tokens``. It
 checks the key (``x-api-key``, or ``Authorization: Bearer`` as the SDK 2.x sends it) and
@@ -344,15 +346,20 @@ def _force(value: Any, raw: Any, loc: tuple[Any, ...]) -> None:
             raise _Invalid(_explain(exc.errors(), raw, loc)) from None
 
 
-def _validate(body: Any, endpoint: str) -> None:
-    """Raise ``_Invalid`` unless Anthropic would accept ``body`` at ``endpoint``."""
+MID_CONVERSATION_SYSTEM = "mid-conversation-system-2026-04-07"
+
+
+def _validate(body: Any, endpoint: str, betas: str = "") -> None:
+    """Raise ``_Invalid`` unless Anthropic would accept ``body`` at ``endpoint``, with the
+    ``anthropic-beta`` header ``betas``."""
     import pydantic
 
     if not isinstance(body, dict):
         raise _Invalid("The request body is not a valid JSON object")
     kind = "stream" if endpoint == "create" and body.get("stream") is True else endpoint
+    turns = _system_messages(body, MID_CONVERSATION_SYSTEM in betas.split(","))
     try:
-        _force(_adapters()[kind].validate_python(body), body, ())
+        _force(_adapters()[kind].validate_python(turns), turns, ())
     except pydantic.ValidationError as exc:
         raise _Invalid(_explain(exc.errors(), body, ())) from None
     # What the API enforces beyond the TypedDicts' shapes:
@@ -374,7 +381,43 @@ def _validate(body: Any, endpoint: str) -> None:
         raise _Invalid("cache_control: Input should be {'type': 'ephemeral'}, with a ttl of 5m or 1h")
     if len(points) > 4:
         raise _Invalid(f"A maximum of 4 blocks with cache_control may be provided. Found {len(points)}.")
-    _check_turns(body["messages"])
+    _check_turns(turns["messages"])
+    if thinking.get("type") in ("enabled", "adaptive"):
+        _check_thinking_first(turns["messages"])
+
+
+def _system_messages(body: dict[str, Any], allowed: bool) -> dict[str, Any]:
+    """``body`` without its mid-conversation system messages, which the SDK's types do not
+    know; checked here: only under their beta, never first, text only."""
+    messages = body.get("messages")
+    if not allowed or not isinstance(messages, list):
+        return body  # a system role is then refused as the types refuse it
+    kept = []
+    for i, message in enumerate(messages):
+        if not (isinstance(message, dict) and message.get("role") == "system"):
+            kept.append(message)
+            continue
+        if i == 0:
+            raise _Invalid("messages.0.role: a system message cannot be the first message")
+        blocks = _blocks(message.get("content"))
+        if not blocks or any(not isinstance(b, dict) or b.get("type") != "text" for b in blocks):
+            raise _Invalid(f"messages.{i}.content: a system message holds text blocks only")
+    return {**body, "messages": kept}
+
+
+def _check_thinking_first(messages: list[dict[str, Any]]) -> None:
+    """With thinking on, the assistant turn whose tool calls the last turn answers must start
+    with its (signed) thinking: a client that dropped it gets Anthropic's 400."""
+    if len(messages) < 2 or not any(b.get("type") == "tool_result" for b in _blocks(messages[-1]["content"])):
+        return
+    i = len(messages) - 2
+    first = _blocks(messages[i]["content"])[:1]
+    if messages[i]["role"] == "assistant" and first and first[0].get("type") not in ("thinking", "redacted_thinking"):
+        raise _Invalid(
+            f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+            f"`{first[0].get('type')}`. When `thinking` is enabled, a final `assistant` message must start "
+            "with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks)."
+        )
 
 
 def _check_turns(messages: list[dict[str, Any]]) -> None:
@@ -441,7 +484,7 @@ def fake_anthropic_app(api_key: str | None = "sk-ant-test", chunks: int = 4) -> 
         if not request.headers.get("anthropic-version"):
             return error(400, "anthropic-version: header is required")
         try:
-            _validate(body, endpoint)
+            _validate(body, endpoint, request.headers.get("anthropic-beta", ""))
         except _Invalid as exc:
             return error(400, str(exc))
         return body

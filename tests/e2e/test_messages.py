@@ -250,8 +250,10 @@ async def test_tool_round_trip_to_openai_upstream(gateway: Gateway, claude, stre
         second = await claude.messages.create(model="tools", max_tokens=200, messages=turn, tools=[WEATHER, CLOCK])
     sent = gateway.received[-1].body["messages"]
     assert [m["role"] for m in sent] == ["user", "assistant", "tool", "tool"]
-    assert [c["id"] for c in sent[1]["tool_calls"]] == [u.id for u in uses]
-    assert sent[2] == {"role": "tool", "tool_call_id": uses[0].id, "content": "31C"}
+    # the client sees Anthropic's convention; the upstream gets its own ids back
+    assert all(u.id.startswith("toolu_") for u in uses)
+    assert [c["id"] for c in sent[1]["tool_calls"]] == ["call_" + u.id.removeprefix("toolu_") for u in uses]
+    assert sent[2] == {"role": "tool", "tool_call_id": sent[1]["tool_calls"][0]["id"], "content": "31C"}
     assert second.content[0].text == "Tool results: 31C; noon"
 
 

@@ -317,3 +317,44 @@ async def test_invalid_bodies(server: TestServer, change: dict[str, Any], expect
     error = ErrorResponse.model_validate_json(text).error
     assert status == 400 and error.type == "invalid_request_error" and expected in error.message, error.message
     assert server.app[RECEIVED][-1].body == body
+
+
+SYSTEM_BETA = "claude-code-20250219,mid-conversation-system-2026-04-07"
+
+
+@pytest.mark.parametrize(
+    ("messages", "beta", "expected"),
+    [
+        ([user("a"), {"role": "system", "content": "b"}, user("c")], "", "messages.1.role: Input should be"),
+        ([{"role": "system", "content": "b"}, user("a")], SYSTEM_BETA, "cannot be the first message"),
+        ([user("a"), {"role": "system", "content": [{"type": "image", "source": {}}]}], SYSTEM_BETA, "text blocks"),
+        ([user("a"), {"role": "system", "content": "be brief"}, user("c")], SYSTEM_BETA, None),
+        ([user("a"), {"role": "system", "content": [{"type": "text", "text": "be brief"}]}], SYSTEM_BETA, None),
+    ],
+)
+async def test_mid_conversation_system_messages_only_under_their_beta(
+    server: TestServer, messages: list[Any], beta: str, expected: str | None
+) -> None:
+    status, text = await post(server, {**params("Hi"), "messages": messages}, **{"anthropic-beta": beta})
+    if expected is None:
+        assert status == 200, text
+        Message.model_validate_json(text)
+    else:
+        assert status == 400 and expected in ErrorResponse.model_validate_json(text).error.message
+
+
+@pytest.mark.parametrize("kind", ["enabled", "adaptive"])
+async def test_thinking_must_lead_the_tool_turn_it_answers(client: Client, kind: str) -> None:
+    thinking: Any = THINKING if kind == "enabled" else {"type": "adaptive"}
+    first = await ask(client, "Weather?", model="claude-tools", tools=TOOLS, thinking=thinking)
+    blocks = [block.to_dict() for block in first.content]
+    assert [b["type"] for b in blocks][:2] == ["thinking", "tool_use"]
+    results = [{"type": "tool_result", "tool_use_id": b["id"], "content": "31C"} for b in blocks if b["type"] == "tool_use"]
+    history = [user("Weather?"), {"role": "assistant", "content": blocks}, user(results)]
+    ok = await ask(client, model="claude-tools", tools=TOOLS, thinking=thinking, messages=history)
+    assert ok.content[-1].text.startswith("Tool results: 31C")
+    dropped = [user("Weather?"), {"role": "assistant", "content": blocks[1:]}, user(results)]  # the client dropped it
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await ask(client, model="claude-tools", tools=TOOLS, thinking=thinking, messages=dropped)
+    assert "a final `assistant` message must start with a thinking block" in caught.value.api_message
+    assert (await ask(client, model="claude-tools", tools=TOOLS, messages=dropped)).content  # thinking off: fine

@@ -10,7 +10,6 @@ signature and never sent elsewhere.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any, Literal
 
 import msgspec
@@ -18,6 +17,7 @@ import orjson
 
 from izzi_proxy import canonical as c
 from izzi_proxy.dialects import ParsedRequest
+from izzi_proxy.dialects.tool_ids import anthropic_id
 from izzi_proxy.dialects.openai_chat.request import decode_object, invalid
 from izzi_proxy.errors import InvalidRequest
 
@@ -43,7 +43,7 @@ class _Block(msgspec.Struct):
 
 
 class _Message(msgspec.Struct):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]  # system: mid-conversation, under its beta
     content: str | list[_Block]
 
 
@@ -178,18 +178,27 @@ def _parts(content: str | list[_Block], dropped: set[str]) -> list[c.Part]:
     return parts
 
 
+BILLING_HEADER = "x-anthropic-billing-header:"
+
+
 def _system(system: str | list[_Block] | None) -> list[str]:
+    """The system prompt's texts, but for Claude Code's per-request billing line (its first
+    block, ``x-anthropic-billing-header: cc_version=…; cch=…;``): only Anthropic reads it,
+    and it changes on every request, which would make every prefix cache elsewhere miss."""
     if system is None:
         return []
-    if isinstance(system, str):
-        return [system]
-    return [block.text for block in system if block.type == "text" and block.text]
+    texts = [system] if isinstance(system, str) else [b.text for b in system if b.type == "text" and b.text]
+    return [text for text in texts if not text.startswith(BILLING_HEADER)]
 
 
 def to_canonical(parsed: ParsedRequest) -> c.Request:
     req: MessagesRequest = parsed.typed
     dropped = {key for key in ("context_management", "container", "mcp_servers", "top_k") if key in parsed.body}
-    messages = [c.Message(m.role, _parts(m.content, dropped)) for m in req.messages]
+    messages = [
+        c.Message("system", [c.Text(t) for t in _system(m.content)]) if m.role == "system"
+        else c.Message(m.role, _parts(m.content, dropped))
+        for m in req.messages
+    ]  # fmt: skip
     tools = []
     for tool in req.tools or ():
         if tool.type in (None, "custom") and tool.input_schema is not None:
@@ -226,12 +235,6 @@ def to_canonical(parsed: ParsedRequest) -> c.Request:
 DEFAULT_MAX_TOKENS = 8192
 MIN_THINKING_BUDGET = 1024
 BUDGET_BY_EFFORT = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
-_TOOL_ID = re.compile(r"[^a-zA-Z0-9_-]")
-
-
-def tool_id(value: str) -> str:
-    """Anthropic's tool ids allow ``[a-zA-Z0-9_-]`` only; other vendors' ids are mapped."""
-    return _TOOL_ID.sub("_", value) or "toolu_unnamed"
 
 
 def _source(media_type: str | None, data: str | None, url: str | None) -> dict[str, Any]:
@@ -258,12 +261,12 @@ def _block(part: c.Part) -> dict[str, Any] | None:
             arguments = {"arguments": part.arguments}
         if not isinstance(arguments, dict):
             arguments = {"value": arguments}
-        return {"type": "tool_use", "id": tool_id(part.id), "name": part.name, "input": arguments}
+        return {"type": "tool_use", "id": anthropic_id(part.id), "name": part.name, "input": arguments}
     if isinstance(part, c.ToolResult):
         content = [b for p in part.content if (b := _block(p)) is not None]
         result: dict[str, Any] = {
             "type": "tool_result",
-            "tool_use_id": tool_id(part.tool_call_id),
+            "tool_use_id": anthropic_id(part.tool_call_id),
             "content": content,
         }
         if part.is_error:
@@ -279,6 +282,8 @@ def _block(part: c.Part) -> dict[str, Any] | None:
 def _messages(req: c.Request) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for message in req.messages:
+        if message.role == "system":
+            continue  # folded into ``system`` (no place for it in a turn without its beta)
         blocks = [b for p in message.parts if (b := _block(p)) is not None]
         if message.role == "user":  # tool results come first in a user turn
             blocks.sort(key=lambda b: b["type"] != "tool_result")
@@ -314,8 +319,9 @@ def from_canonical(req: c.Request, target: c.Target) -> dict[str, Any]:
     if req.max_tokens is None and req.reasoning is not None and target.reasoning:
         max_tokens += BUDGET_BY_EFFORT.get(req.reasoning.effort or "", req.reasoning.budget_tokens or 8192)
     body: dict[str, Any] = {"model": target.model, "max_tokens": max_tokens, "messages": _messages(req)}
-    if req.system:
-        body["system"] = "\n\n".join(req.system)
+    later = [p.text for m in req.messages if m.role == "system" for p in m.parts if isinstance(p, c.Text)]
+    if system := [*req.system, *later]:
+        body["system"] = "\n\n".join(system)
     budget = _thinking(req, target, max_tokens)
     if budget is not None:
         body["thinking"] = {"type": "enabled", "budget_tokens": budget}

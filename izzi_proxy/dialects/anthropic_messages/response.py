@@ -15,7 +15,7 @@ import orjson
 
 from izzi_proxy import canonical as c
 from izzi_proxy import sse
-from izzi_proxy.dialects.anthropic_messages.request import tool_id
+from izzi_proxy.dialects.tool_ids import anthropic_id
 from izzi_proxy.errors import UpstreamConnectionError, UpstreamError
 
 STOP_REASONS = frozenset(
@@ -127,7 +127,7 @@ def _block(part: c.Part) -> dict[str, Any] | None:
             arguments = orjson.loads(part.arguments or "{}")
         except orjson.JSONDecodeError:
             arguments = {"arguments": part.arguments}
-        return {"type": "tool_use", "id": tool_id(part.id), "name": part.name, "input": arguments}
+        return {"type": "tool_use", "id": anthropic_id(part.id), "name": part.name, "input": arguments}
     return None  # reasoning from another vendor has no signature: an Anthropic client could not send it back
 
 
@@ -258,7 +258,7 @@ class StreamRenderer:
             if isinstance(part, c.Text):
                 block: dict[str, Any] = {"type": "text", "text": ""}
             elif isinstance(part, c.ToolCall):
-                block = {"type": "tool_use", "id": tool_id(part.id), "name": part.name, "input": {}}
+                block = {"type": "tool_use", "id": anthropic_id(part.id), "name": part.name, "input": {}}
             else:
                 return b""  # unsigned reasoning from another vendor: not shown (see _block)
             self._blocks[event.index] = len(self._blocks)

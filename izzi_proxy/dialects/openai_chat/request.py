@@ -15,6 +15,7 @@ import msgspec
 
 from izzi_proxy import canonical as c
 from izzi_proxy.dialects import ParsedRequest, data_url, parse_data_url
+from izzi_proxy.dialects.tool_ids import openai_id
 from izzi_proxy.errors import InvalidRequest
 
 log = logging.getLogger("izzi.translate")
@@ -184,7 +185,11 @@ def to_canonical(parsed: ParsedRequest) -> c.Request:
     messages: list[c.Message] = []
     for message in req.messages:
         if message.role in ("system", "developer"):
-            system.extend(p.text for p in _parts(message.content, dropped) if isinstance(p, c.Text))
+            texts = [p for p in _parts(message.content, dropped) if isinstance(p, c.Text)]
+            if messages:  # later instructions stay where they are
+                messages.append(c.Message("system", list(texts)))
+            else:
+                system.extend(p.text for p in texts)
         elif message.role in ("tool", "function"):
             result = c.ToolResult(
                 message.tool_call_id or message.name or "",
@@ -283,10 +288,14 @@ def from_canonical(req: c.Request, target: c.Target) -> dict[str, Any]:
     if req.system:
         messages.append({"role": "system", "content": "\n\n".join(req.system)})
     for message in req.messages:
+        if message.role == "system":
+            if text := "\n\n".join(p.text for p in message.parts if isinstance(p, c.Text)):
+                messages.append({"role": "system", "content": text})
+            continue
         if message.role == "assistant":
             text = "".join(p.text for p in message.parts if isinstance(p, c.Text))
             calls = [
-                {"id": p.id, "type": "function", "function": {"name": p.name, "arguments": p.arguments}}
+                {"id": openai_id(p.id), "type": "function", "function": {"name": p.name, "arguments": p.arguments}}
                 for p in message.parts
                 if isinstance(p, c.ToolCall)
             ]
@@ -302,7 +311,7 @@ def from_canonical(req: c.Request, target: c.Target) -> dict[str, Any]:
             if isinstance(part, c.ToolResult):
                 texts = [p.text for p in part.content if isinstance(p, c.Text)]
                 content = "\n".join(texts) or ("(error)" if part.is_error else "")
-                messages.append({"role": "tool", "tool_call_id": part.tool_call_id, "content": content})
+                messages.append({"role": "tool", "tool_call_id": openai_id(part.tool_call_id), "content": content})
                 rest.extend(p for p in part.content if isinstance(p, c.Image))  # images follow as user
             else:
                 rest.append(part)

@@ -15,6 +15,7 @@ import orjson
 
 from izzi_proxy import canonical as c
 from izzi_proxy import sse
+from izzi_proxy.dialects.tool_ids import openai_id
 from izzi_proxy.errors import UpstreamConnectionError, UpstreamError
 
 FINISH_TO_STOP: dict[str, c.StopReason] = {
@@ -148,7 +149,7 @@ def render_response(resp: c.Response, model: str) -> bytes:
     text = "".join(p.text for p in resp.parts if isinstance(p, c.Text))
     thinking = "".join(p.text for p in resp.parts if isinstance(p, c.Thinking))
     calls = [
-        {"id": p.id, "type": "function", "function": {"name": p.name, "arguments": p.arguments}}
+        {"id": openai_id(p.id), "type": "function", "function": {"name": p.name, "arguments": p.arguments}}
         for p in resp.parts
         if isinstance(p, c.ToolCall)
     ]
@@ -311,7 +312,7 @@ class StreamRenderer:
             self._tools[event.index] = len(self._tools)
             call = {
                 "index": self._tools[event.index],
-                "id": event.part.id,
+                "id": openai_id(event.part.id),
                 "type": "function",
                 "function": {"name": event.part.name, "arguments": ""},
             }

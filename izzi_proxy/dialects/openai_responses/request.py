@@ -252,7 +252,11 @@ def to_canonical(parsed: ParsedRequest) -> c.Request:
         if item.type == "message":
             parts = _parts(item.content, dropped)
             if item.role in ("system", "developer"):
-                system.extend(p.text for p in parts if isinstance(p, c.Text))
+                texts = [p for p in parts if isinstance(p, c.Text)]
+                if messages:  # later instructions stay where they are
+                    messages.append(c.Message("system", list(texts)))
+                else:
+                    system.extend(p.text for p in texts)
             elif parts:
                 _append(messages, "assistant" if item.role == "assistant" else "user", parts)
         elif item.type == "function_call":

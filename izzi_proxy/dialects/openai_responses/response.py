@@ -21,6 +21,7 @@ from izzi_proxy import canonical as c
 from izzi_proxy import sse
 from izzi_proxy.dialects import ParsedRequest
 from izzi_proxy.dialects.openai_responses.request import Responses, encrypt
+from izzi_proxy.dialects.tool_ids import openai_id
 from izzi_proxy.errors import GatewayError
 
 DEFAULTS = {"parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "store": True,
@@ -127,7 +128,7 @@ class Builder:
 
     @staticmethod
     def call_item(item_id: str, call: c.ToolCall, status: str) -> dict[str, Any]:
-        return {"id": item_id, "type": "function_call", "call_id": call.id, "name": call.name,
+        return {"id": item_id, "type": "function_call", "call_id": openai_id(call.id), "name": call.name,
                 "arguments": call.arguments, "status": status}  # fmt: skip
 
     def output(self, parts: list[c.Part]) -> list[dict[str, Any]]:
