@@ -349,7 +349,9 @@ async def test_thinking_must_lead_the_tool_turn_it_answers(client: Client, kind:
     first = await ask(client, "Weather?", model="claude-tools", tools=TOOLS, thinking=thinking)
     blocks = [block.to_dict() for block in first.content]
     assert [b["type"] for b in blocks][:2] == ["thinking", "tool_use"]
-    results = [{"type": "tool_result", "tool_use_id": b["id"], "content": "31C"} for b in blocks if b["type"] == "tool_use"]
+    results = [
+        {"type": "tool_result", "tool_use_id": b["id"], "content": "31C"} for b in blocks if b["type"] == "tool_use"
+    ]
     history = [user("Weather?"), {"role": "assistant", "content": blocks}, user(results)]
     ok = await ask(client, model="claude-tools", tools=TOOLS, thinking=thinking, messages=history)
     assert ok.content[-1].text.startswith("Tool results: 31C")

@@ -17,8 +17,8 @@ import orjson
 
 from izzi_proxy import canonical as c
 from izzi_proxy.dialects import ParsedRequest
-from izzi_proxy.dialects.tool_ids import anthropic_id
 from izzi_proxy.dialects.openai_chat.request import decode_object, invalid
+from izzi_proxy.dialects.tool_ids import anthropic_id
 from izzi_proxy.errors import InvalidRequest
 
 log = logging.getLogger("izzi.translate")
