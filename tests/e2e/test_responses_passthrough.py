@@ -4,12 +4,15 @@ from the terminal event, and chains work across vendors."""
 
 from __future__ import annotations
 
+import json
+
 import aiohttp
 import openai
 import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
+from izzi_proxy.sse import iter_events
 from tests.conftest import Gateway
 from tests.e2e.test_responses import CLOCK, WEATHER, text_of
 
@@ -128,3 +131,20 @@ async def test_upstream_errors_in_passthrough(client: openai.AsyncOpenAI) -> Non
     with pytest.raises(openai.BadRequestError) as caught:
         await client.responses.create(model="gpt-4o", input="x", max_output_tokens=5)
     assert "HTTP 400" in caught.value.message  # OpenAI's own rule (at least 16), kept in ours
+
+
+@pytest.mark.parametrize("model", ["cut", "abort"])
+async def test_a_broken_passthrough_stream_is_numbered_after_the_upstreams_events(gateway: Gateway, model) -> None:
+    """The text holds "event:" and "sequence_number" as text; the gateway's own error and
+    response.failed continue the upstream's numbering exactly."""
+    tricky = 'event: response.completed\n"sequence_number": 99, event: error'
+    body = {"model": model, "input": tricky, "stream": True}
+    async with aiohttp.ClientSession() as session:
+        url = gateway.server.make_url("/v1/responses")
+        async with session.post(url, json=body, headers={"Authorization": f"Bearer {gateway.key}"}) as resp:
+            raw = await resp.read()
+    events = [EVENTS.validate_python(json.loads(e.data)) for e in iter_events(raw)]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert [e.type for e in events][-2:] == ["error", "response.failed"]
+    assert any("event:" in getattr(e, "delta", "") for e in events)
+    assert events[-1].response.id == events[0].response.id and events[-1].response.model == model

@@ -164,6 +164,18 @@ def error_event(error: GatewayError, sequence_number: int) -> bytes:
     return sse.encode(orjson.dumps(event), event="error")
 
 
+def failure_events(error: GatewayError, sequence_number: int, response: dict[str, Any] | None) -> bytes:
+    """An ``error`` event, then ``response.failed`` with the response so far (what OpenAI
+    sends; clients such as Codex wait for a terminal response event)."""
+    out = error_event(error, sequence_number)
+    if response is None:
+        return out
+    code = "server_error" if error.status >= 500 else "invalid_request"
+    failed = {**response, "status": "failed", "error": {"code": code, "message": error.message}}
+    event = {"type": "response.failed", "response": failed, "sequence_number": sequence_number + 1}
+    return out + sse.encode(orjson.dumps(event), event="response.failed")
+
+
 # -- streams: canonical events -> Responses events -------------------------------------------
 
 
@@ -195,18 +207,10 @@ class StreamRenderer:
         return frame
 
     def error(self, error: GatewayError) -> bytes:
-        """An ``error`` event, then ``response.failed`` (what OpenAI sends; clients such as
-        Codex wait for a terminal response event)."""
-        out = error_event(error, self.sequence)
-        self.sequence += 1
-        failed = {
-            **self.b.response("failed", self.output, self._usage),
-            "error": {
-                "code": "server_error" if error.status >= 500 else "invalid_request",
-                "message": error.message,
-            },
-        }
-        return out + self._event("response.failed", response=failed)
+        """The stream's end after a failure: ``error`` and ``response.failed``."""
+        out = failure_events(error, self.sequence, self.b.response("failed", self.output, self._usage))
+        self.sequence += 2
+        return out
 
     def render(self, event: c.StreamEvent) -> bytes:
         if isinstance(event, c.Delta):
