@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from izzi_proxy import handlers, middleware, relay, responses_api
+from izzi_proxy import handlers, middleware, models_api, relay, responses_api
 from izzi_proxy.config import Config
 from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
@@ -54,8 +54,8 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
         app.router.add_post(f"{prefix}/responses", responses_api.create)
         app.router.add_get(f"{prefix}/responses/{{response_id}}", responses_api.retrieve)
         app.router.add_delete(f"{prefix}/responses/{{response_id}}", responses_api.delete)
-        app.router.add_get(f"{prefix}/models", handlers.list_models)
-        app.router.add_get(f"{prefix}/models/{{model:.+}}", handlers.get_model)
+        app.router.add_get(f"{prefix}/models", models_api.list_models)
+        app.router.add_get(f"{prefix}/models/{{model:.+}}", models_api.get_model)
     app.router.add_get("/healthz", handlers.health)
     return app
 

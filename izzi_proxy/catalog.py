@@ -63,6 +63,21 @@ class ModelEntry:
             "reasoning": self.reasoning,
         }
 
+    def to_anthropic(self) -> dict:
+        """Anthropic's ``ModelInfo`` (release date unknown: the epoch, as its docs allow), plus
+        the same pricing, tier and aliases."""
+        return {
+            "type": "model",
+            "id": self.id,
+            "display_name": self.name,
+            "created_at": "1970-01-01T00:00:00Z",
+            "lifecycle": "active",
+            "deprecated_at": None,
+            "retires_at": None,
+            "max_input_tokens": self.context_window,
+            **{k: v for k, v in self.to_openai(0).items() if k in ("tier", "pricing", "aliases", "reasoning")},
+        }
+
 
 class Catalog:
     """Models by id, with alias, vendor-spelling and family resolution."""

@@ -7,7 +7,6 @@ matched route.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import orjson
@@ -42,7 +41,7 @@ async def read_body(request: web.Request) -> bytes:
     return raw
 
 
-def _resolve(request: web.Request, model: str) -> ModelEntry:
+def resolve(request: web.Request, model: str) -> ModelEntry:
     entry = request.app[CONFIG].catalog.resolve(model)
     if entry is None:
         raise NotFound(
@@ -63,7 +62,7 @@ class Generated:
 async def generate(request: web.Request, dialect: Dialect, parsed: ParsedRequest) -> Generated:
     """Route a parsed request, relay the answer (passthrough or translated), meter it."""
     record = request[RECORD]
-    entry = _resolve(request, parsed.model)
+    entry = resolve(request, parsed.model)
     check_model(request.app[CONFIG].limits, request[API_KEY], entry)
     record.model, record.requested_model, record.stream = entry.id, parsed.model, parsed.stream
     headers = dialect.forward_headers(request.headers)
@@ -104,7 +103,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     """``POST /v1/messages/count_tokens``: the upstream's exact count where it has one
     (Claude models), else a local estimate; ``x-izzi-token-count`` says which."""
     parsed = ANTHROPIC_MESSAGES.parse_count_tokens(await read_body(request))
-    entry = _resolve(request, parsed.model)
+    entry = resolve(request, parsed.model)
     check_model(request.app[CONFIG].limits, request[API_KEY], entry)
     headers = ANTHROPIC_MESSAGES.forward_headers(request.headers)
     counters = request.app[ROUTER].token_counters(entry)
@@ -118,20 +117,6 @@ async def count_tokens(request: web.Request) -> web.Response:
         return json_response({"input_tokens": counted}, headers={TOKEN_COUNT_HEADER: "exact"})
     estimated = tokens.estimate_messages_body(parsed.body)
     return json_response({"input_tokens": estimated}, headers={TOKEN_COUNT_HEADER: "estimated"})
-
-
-_STARTED = int(time.time())
-
-
-@endpoint(OPENAI_CHAT)
-async def list_models(request: web.Request) -> web.Response:
-    data = [entry.to_openai(_STARTED) for entry in request.app[CONFIG].catalog]
-    return json_response({"object": "list", "data": data})
-
-
-@endpoint(OPENAI_CHAT)
-async def get_model(request: web.Request) -> web.Response:
-    return json_response(_resolve(request, request.match_info["model"]).to_openai(_STARTED))
 
 
 @endpoint(OPENAI_CHAT, public=True)

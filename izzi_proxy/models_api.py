@@ -1,0 +1,69 @@
+"""``GET /v1/models`` and ``GET /v1/models/{id}``: the catalog, in the client's shape.
+
+OpenAI's list shape by default, with our tier, context window, pricing and aliases. A
+request that carries ``anthropic-version`` (the anthropic SDK, Claude Code) gets
+Anthropic's: ``ModelInfo`` objects in a page with ``first_id`` / ``last_id`` /
+``has_more``, paged by ``limit`` (1 to 1000, default 20), ``after_id`` and ``before_id``;
+its errors are Anthropic's too. Only catalog ids are listed; ``/v1/models/{id}`` also
+resolves aliases, dated vendor ids and family names to the model that serves them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from izzi_proxy.catalog import ModelEntry
+from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
+from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
+from izzi_proxy.errors import InvalidRequest
+from izzi_proxy.handlers import json_response, resolve
+from izzi_proxy.keys import CONFIG
+from izzi_proxy.routes import dialect_of, endpoint
+
+_STARTED = int(time.time())
+_ANTHROPIC = (("anthropic-version", ANTHROPIC_MESSAGES),)
+DEFAULT_LIMIT, MAX_LIMIT = 20, 1000
+
+
+def _shown(request: web.Request, entry: ModelEntry) -> dict[str, Any]:
+    return entry.to_anthropic() if dialect_of(request) is ANTHROPIC_MESSAGES else entry.to_openai(_STARTED)
+
+
+@endpoint(OPENAI_CHAT, by_header=_ANTHROPIC)
+async def list_models(request: web.Request) -> web.Response:
+    entries = list(request.app[CONFIG].catalog)
+    if dialect_of(request) is not ANTHROPIC_MESSAGES:
+        return json_response({"object": "list", "data": [entry.to_openai(_STARTED) for entry in entries]})
+    return json_response(_page(request.query, [entry.to_anthropic() for entry in entries]))
+
+
+@endpoint(OPENAI_CHAT, by_header=_ANTHROPIC)
+async def get_model(request: web.Request) -> web.Response:
+    return json_response(_shown(request, resolve(request, request.match_info["model"])))
+
+
+def _page(query: Any, models: list[dict[str, Any]]) -> dict[str, Any]:
+    """One page of Anthropic's model list."""
+    raw = query.get("limit", str(DEFAULT_LIMIT))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidRequest(f"limit: must be a whole number from 1 to {MAX_LIMIT}, got {raw!r}", param="limit")
+    limit = int(raw)
+    ids = [model["id"] for model in models]
+    for name in ("after_id", "before_id"):
+        if name in query and query[name] not in ids:
+            raise InvalidRequest(f"{name}: {query[name]!r} is not a model id in this list", param=name)
+    if "before_id" in query:
+        end = ids.index(query["before_id"])
+        chosen, more = models[max(0, end - limit) : end], end - limit > 0
+    else:
+        start = ids.index(query["after_id"]) + 1 if "after_id" in query else 0
+        chosen, more = models[start : start + limit], start + limit < len(models)
+    return {
+        "data": chosen,
+        "first_id": chosen[0]["id"] if chosen else None,
+        "last_id": chosen[-1]["id"] if chosen else None,
+        "has_more": more,
+    }
