@@ -52,6 +52,7 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
         app.router.add_post(f"{prefix}/messages", messages)
         app.router.add_post(f"{prefix}/messages/count_tokens", handlers.count_tokens)
         app.router.add_post(f"{prefix}/responses", responses_api.create)
+        app.router.add_get(f"{prefix}/responses", responses_api.websocket)
         app.router.add_get(f"{prefix}/responses/{{response_id}}", responses_api.retrieve)
         app.router.add_delete(f"{prefix}/responses/{{response_id}}", responses_api.delete)
         app.router.add_get(f"{prefix}/models", models_api.list_models)

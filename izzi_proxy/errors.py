@@ -5,7 +5,8 @@ Exception tree::
     GatewayError                    500 server_error
     ├── InvalidRequest              400 invalid_request_error
     │   ├── MethodNotAllowed        405 invalid_request_error
-    │   └── RequestTooLarge         413 invalid_request_error
+    │   ├── RequestTooLarge         413 invalid_request_error
+    │   └── WebSocketRefused        426 invalid_request_error (Responses over WebSocket: use HTTP)
     ├── AuthenticationFailed        401 authentication_error
     ├── IPBlocked                   403 ip_blocked
     ├── ModelNotAllowed             403 permission_error
@@ -53,6 +54,14 @@ class MethodNotAllowed(InvalidRequest):
 
 class RequestTooLarge(InvalidRequest):
     status = 413
+
+
+class WebSocketRefused(InvalidRequest):
+    """A WebSocket handshake where only HTTP is served. 426 is the answer on which Codex
+    (``supports_websockets = true``) falls back to HTTP at once; other statuses make it
+    retry the handshake first."""
+
+    status = 426
 
 
 class AuthenticationFailed(GatewayError):

@@ -1,5 +1,5 @@
 """The Responses API's own routes: create (with ``store`` and ``previous_response_id``),
-retrieve and delete.
+retrieve and delete; and the WebSocket handshake some Codex configurations try first.
 
 Answers are kept per account, in the gateway's own database, for
 ``[storage] responses_retention_days``, unless the request says ``store: false`` (OpenAI's
@@ -21,7 +21,7 @@ from aiohttp import web
 
 from izzi_proxy.dialects.openai_responses import OPENAI_RESPONSES
 from izzi_proxy.dialects.openai_responses.request import Responses, input_items
-from izzi_proxy.errors import NotFound
+from izzi_proxy.errors import MethodNotAllowed, NotFound, WebSocketRefused
 from izzi_proxy.handlers import Generated, generate, json_response, read_body
 from izzi_proxy.keys import API_KEY, CONFIG, LEDGER
 from izzi_proxy.ledger import StoredResponse
@@ -75,6 +75,18 @@ async def _store(request: web.Request, account_id: int, final: dict[str, Any], c
         await asyncio.shield(request.app[LEDGER].store_response(stored))
     except Exception:
         log.exception("response %s could not be stored", final["id"])
+
+
+@endpoint(OPENAI_RESPONSES)
+async def websocket(request: web.Request) -> web.Response:
+    """``GET /v1/responses``: Codex's Responses-over-WebSocket handshake, answered so that it
+    falls back to ``POST /v1/responses`` at once."""
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        raise MethodNotAllowed(f"Method GET is not allowed on {request.path}; use POST")
+    raise WebSocketRefused(
+        "This gateway serves the Responses API over HTTP, not WebSocket: POST /v1/responses "
+        "(for Codex: supports_websockets = false in the model provider)"
+    )
 
 
 @endpoint(OPENAI_RESPONSES)

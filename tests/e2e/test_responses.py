@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 
+import aiohttp
 import openai
 import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from tests.conftest import Gateway
+from tests.e2e.shapes import assert_openai_error
 
 EVENTS = TypeAdapter(ResponseStreamEvent)
 WEATHER = {
@@ -305,3 +307,21 @@ async def test_error_frames_on_the_wire(gateway: Gateway) -> None:
     assert [d["sequence_number"] for d in data] == list(range(len(data)))
     assert [e.event for e in events][-2:] == ["error", "response.failed"]
     assert data[-1]["response"]["status"] == "failed" and "529" in data[-1]["response"]["error"]["message"]
+
+
+async def test_a_websocket_handshake_is_told_to_use_http(gateway: Gateway) -> None:
+    """Codex with ``supports_websockets = true`` tries ``GET /v1/responses`` as a WebSocket
+    first; 426 is the answer on which it falls back to HTTP at once (the real CLI is run in
+    test_real_clients.py)."""
+    headers = {"Authorization": f"Bearer {gateway.key}", "openai-beta": "responses_websockets=2026-02-06"}
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+            await session.ws_connect(gateway.server.make_url("/v1/responses"), headers=headers)
+        assert caught.value.status == 426
+        upgrade = {**headers, "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                   "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}  # fmt: skip
+        async with session.get(gateway.server.make_url("/v1/responses"), headers=upgrade) as resp:
+            error = await assert_openai_error(resp, 426, "invalid_request_error")
+            assert "POST /v1/responses" in error["message"]
+        async with session.get(gateway.server.make_url("/v1/responses"), headers=headers) as resp:
+            await assert_openai_error(resp, 405, "invalid_request_error")
