@@ -66,8 +66,12 @@ TEST_MODELS = {
     "claude-linger": ["claude:claude-linger"],
     "claude-abort": ["claude:abort_after_2"],
     "claude-fallback": ["claude:error_529", "fake:upstream-fallback-ok"],
-    # named as in the real catalog, served under the vendor's own spelling
-    "claude-sonnet-4.5": ["claude:claude-sonnet-4-5-tools"],
+    # named as in the real catalog, served under the vendor's own spelling; the fakes call
+    # the tools offered and keep a stream open after its end, as real upstreams may (what the
+    # real CLIs in test_real_clients.py meet)
+    "claude-sonnet-4.5": ["claude:claude-sonnet-4-5-tools-linger"],
+    "gpt-4.1-mini": ["chatonly:gpt-4.1-mini-tools-linger"],
+    "gpt-5.1-codex": ["fake:gpt-5.1-codex-tools-linger"],
 }
 # What names outside the catalog resolve to (the bundled models.toml has the same kind).
 TEST_FAMILIES = {"claude-*opus*": "claude-sonnet-4.5"}

@@ -9,7 +9,8 @@ model name contains          behaviour
 (anything else)              echo: "Echo: <last user text>" (+ "[N image(s)]"); usage ~ chars/4;
                              after ``tool_result`` blocks: "Tool results: <a>; <b>"
 ``tools``                    ``tool_use`` blocks for the first two tools offered, ``input``
-                             sampled from their ``input_schema``, stop_reason ``tool_use``
+                             sampled from their ``input_schema``, stop_reason ``tool_use``; a
+                             prompt saying ``call <tool> <JSON>``: that one call
 ``redacted``                 with thinking on, a ``redacted_thinking`` block after ``thinking``
 ``max_tokens``               stop_reason ``max_tokens``
 ``stop_seq``                 stop_reason ``stop_sequence``, the first of ``stop_sequences``
@@ -64,6 +65,7 @@ from izzi_proxy.testing.openai import (
     ScenarioScript,
     _sample,
     estimate_tokens,
+    scripted_call,
     stream_frames,
 )
 
@@ -154,6 +156,9 @@ class MessageScript(ScenarioScript):
         users = [m.get("content") for m in self.messages if m.get("role") == "user"]
         return _blocks(users[-1] if users else [])
 
+    def _user_text(self) -> str:
+        return " ".join(b.get("text", "") for b in self._last_user() if isinstance(b, dict) and b.get("type") == "text")
+
     def text(self) -> str:
         blocks = [b for b in self._last_user() if isinstance(b, dict)]
         results = [b for b in blocks if b.get("type") == "tool_result"]
@@ -168,6 +173,9 @@ class MessageScript(ScenarioScript):
         answered = any(isinstance(b, dict) and b.get("type") == "tool_result" for b in self._last_user())
         if "tools" not in self.model or answered:
             return []
+        if scripted := scripted_call(self._user_text(), [t["name"] for t in tools]):
+            name, arguments = scripted
+            return [{"type": "tool_use", "id": f"toolu_{self.id[4:]}0", "name": name, "input": arguments}]
         return [
             {"type": "tool_use", "id": f"toolu_{self.id[4:]}{i}", "name": tool["name"],
              "input": _sample(tool["input_schema"])}

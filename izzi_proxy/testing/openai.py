@@ -8,7 +8,9 @@ model name contains          behaviour
 ==========================  ==================================================================
 (anything else)              echo: "Echo: <last user text>" (+ "[N image(s)]"); usage ~ chars/4
 ``tools``                    call the offered tools (two at once when two are offered), the
-                             arguments streamed in pieces; after tool results, answer with them
+                             arguments streamed in pieces; after tool results, answer with them;
+                             a prompt saying ``call <tool> <JSON>`` calls that one tool with
+                             those arguments (``scripted_call``)
 ``error_<status>``           answer that HTTP status with an OpenAI error body
 ``stream_error_after_<n>``   stream n content chunks, then an in-stream error event
 ``cut_after_<n>``            stream n content chunks, then end cleanly without ``[DONE]``
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import math
 import re
 import secrets
@@ -72,6 +75,24 @@ def _sample(schema: dict[str, Any]) -> Any:
     if "enum" in schema:
         return schema["enum"][0]
     return {"string": "Hanoi", "integer": 3, "number": 1.5, "boolean": True, "array": []}.get(kind)
+
+
+_CALL = re.compile(r"\bcall ([\w.-]+) (?=\{)")
+
+
+def scripted_call(text: str, offered: list[str]) -> tuple[str, dict[str, Any]] | None:
+    """The call a prompt asks for in so many words: ``call <tool> <JSON arguments>``, for a
+    tool that is offered (how tests make a real client run one tool, with set arguments)."""
+    for found in _CALL.finditer(text):
+        if found.group(1) not in offered:
+            continue
+        try:
+            arguments, _ = json.JSONDecoder().raw_decode(text, found.end())
+        except ValueError:
+            continue
+        if isinstance(arguments, dict):
+            return found.group(1), arguments
+    return None
 
 
 class ScenarioScript:
@@ -141,6 +162,11 @@ class ChatScript(ScenarioScript):
         tools = [t for t in self.body.get("tools") or [] if t.get("type") == "function"]
         if not (self.scenario_tools and tools) or (messages and messages[-1].get("role") == "tool"):
             return None
+        last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+        if scripted := scripted_call(_text_of(last_user.get("content"))[0], [t["function"]["name"] for t in tools]):
+            name, arguments = scripted
+            call = {"name": name, "arguments": orjson.dumps(arguments).decode()}
+            return [{"id": f"call_0_{self.id[-6:]}", "type": "function", "function": call}]
         return [
             {
                 "id": f"call_{i}_{self.id[-6:]}",

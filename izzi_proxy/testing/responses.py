@@ -8,7 +8,8 @@ model name contains          behaviour
 ==========================  ==================================================================
 (anything else)              one message: "Echo: <last user text>" (+ "[N image(s)]") as
                              ``ChatScript.text``; after function_call_output: "Tool results: a; b"
-``tools``                    ``function_call`` items for the first two function tools offered
+``tools``                    ``function_call`` items for the first two function tools offered;
+                             a prompt saying ``call <tool> <JSON>``: that one call
 ``reasoning``                with ``reasoning.effort`` set: a ``reasoning`` item first, summed up
                              if ``reasoning.summary`` is set, encrypted if ``include`` asks
 ``search``                   with a ``web_search*`` tool offered: a ``web_search_call`` first
@@ -49,7 +50,15 @@ import orjson
 from aiohttp import web
 
 from izzi_proxy.testing.anthropic import _explain, _force, _Invalid, _split
-from izzi_proxy.testing.openai import RECEIVED, Received, ScenarioScript, _sample, estimate_tokens, stream_frames
+from izzi_proxy.testing.openai import (
+    RECEIVED,
+    Received,
+    ScenarioScript,
+    _sample,
+    estimate_tokens,
+    scripted_call,
+    stream_frames,
+)
 
 __all__ = ["RESPONSES", "KeptResponse", "ResponseScript", "responses_handlers", "sign_reasoning"]
 
@@ -149,6 +158,12 @@ class ResponseScript(ScenarioScript):
             items.append({"id": _new_id("ws"), "type": "web_search_call", "status": "completed", "action": action})
         functions = [t for t in tools if t.get("type") == "function"]
         if "tools" in self.model and functions and not self._results():
+            if scripted := scripted_call(self._user()[0], [t["name"] for t in functions]):
+                name, arguments = scripted
+                call = {"id": _new_id("fc"), "type": "function_call", "status": "completed", "name": name,
+                        "call_id": "call_" + secrets.token_hex(12),
+                        "arguments": orjson.dumps(arguments).decode()}  # fmt: skip
+                return [*items, call]
             return items + [
                 {"id": _new_id("fc"), "type": "function_call", "status": "completed",
                  "call_id": "call_" + secrets.token_hex(12), "name": tool["name"],
@@ -300,7 +315,9 @@ def _adapters() -> dict[str, Any]:
     return {
         "stream": pydantic.TypeAdapter(params),
         "create": pydantic.TypeAdapter(response_create_params.ResponseCreateParamsNonStreaming),
-        "known": frozenset(params.__required_keys__ | params.__optional_keys__),
+        # what the SDK's types list, and what OpenAI takes beyond them: Codex sends
+        # client_metadata (a map of strings) to api.openai.com on every request
+        "known": frozenset(params.__required_keys__ | params.__optional_keys__ | {"client_metadata"}),
         "item": pydantic.TypeAdapter(ResponseInputItemParam),
         "tools": pydantic.TypeAdapter(list[ToolParam]),
         # the union members by name (as pydantic's errors name them): the ``type``s they take
@@ -373,7 +390,10 @@ def validate(body: Any, stored: dict[str, KeptResponse]) -> list[dict[str, Any]]
     if not items:
         raise _Rejected("Invalid 'input': empty array. Expected an array with minimum length 1.", "input",
                         "empty_array")  # fmt: skip
-    rest = {k: v for k, v in body.items() if k not in ("input", "tools")}
+    metadata = body.get("client_metadata", {})
+    if not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
+        raise _Rejected("Invalid 'client_metadata': expected an object of strings.", "client_metadata")
+    rest = {k: v for k, v in body.items() if k not in ("input", "tools", "client_metadata")}
     _check(adapters["stream" if body.get("stream") is True else "create"], rest, ())
     for i, item in enumerate(items if isinstance(items, list) else []):
         _check(adapters["item"], _replayed(item), ("input", i), f"input[{i}]")

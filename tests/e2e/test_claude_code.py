@@ -125,7 +125,7 @@ async def test_mid_conversation_system_passes_through_to_anthropic(gateway: Gate
     resp = await post(gateway, body)
     assert resp.status == 200, await resp.text()
     sent = gateway.anthropic_received[-1]
-    assert sent.body == {**body, "model": "claude-sonnet-4-5-tools"}  # untouched: billing line and all
+    assert sent.body == {**body, "model": "claude-sonnet-4-5-tools-linger"}  # untouched: billing line and all
     assert sent.headers["anthropic-beta"] == BETAS
 
 

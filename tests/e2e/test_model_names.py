@@ -14,8 +14,8 @@ HELLO = [{"role": "user", "content": "Hello there"}]
 
 # (the name asked for, the catalog id, the upstream's name for it)
 PASSTHROUGH_OPENAI = ("gpt-4o", "gpt-4o", "upstream-gpt-4o")
-PASSTHROUGH_CLAUDE = ("claude-sonnet-4-5-20250929", "claude-sonnet-4.5", "claude-sonnet-4-5-tools")  # a dated id
-BY_FAMILY = ("claude-opus-4-8", "claude-sonnet-4.5", "claude-sonnet-4-5-tools")  # Claude Code's default
+PASSTHROUGH_CLAUDE = ("claude-sonnet-4-5-20250929", "claude-sonnet-4.5", "claude-sonnet-4-5-tools-linger")  # a dated id
+BY_FAMILY = ("claude-opus-4-8", "claude-sonnet-4.5", "claude-sonnet-4-5-tools-linger")  # Claude Code's default
 TRANSLATED_TO_CLAUDE = ("claude", "claude", "claude-echo")
 TRANSLATED_TO_OPENAI = ("gpt-4o", "gpt-4o", "upstream-gpt-4o")
 
@@ -75,7 +75,7 @@ async def test_responses(gateway: Gateway, client: openai.AsyncOpenAI, names, st
 
 async def test_the_upstream_is_asked_under_its_own_name(gateway: Gateway, claude: anthropic.AsyncAnthropic) -> None:
     await claude.messages.create(model="claude-opus-4-8", max_tokens=10, messages=HELLO)
-    assert gateway.anthropic_received[-1].body["model"] == "claude-sonnet-4-5-tools"
+    assert gateway.anthropic_received[-1].body["model"] == "claude-sonnet-4-5-tools-linger"
 
 
 async def test_models_lists_catalog_ids_only(client: openai.AsyncOpenAI) -> None:
