@@ -227,6 +227,11 @@ class Gateway:
         kwargs.setdefault("api_key", self.key)
         return openai.AsyncOpenAI(**kwargs)
 
+    async def records(self, limit: int = 100) -> list[UsageRecord]:
+        """The latest usage records, newest first, once written."""
+        await self.app[USAGE_WRITER].flush()
+        return await self.ledger.usage_records(limit=limit)
+
     async def record(self, request_id: str) -> UsageRecord:
         """The request's usage record, once written (a stream's handler may still be ending
         when its client has read the last byte)."""

@@ -102,8 +102,10 @@ async def test_claude_code_on_claude(gateway: Gateway, workdir: Path, model: str
     assistant = next(m for m in reversed(last) if m["role"] == "assistant")
     assert assistant["content"][0]["type"] == "thinking", assistant["content"][0]
     assert any(b.get("type") == "tool_result" for b in last[-1]["content"])
-    record = await gateway.record((await gateway.ledger.usage_records(limit=1))[0].request_id)
-    assert (record.status, record.outcome) == (200, "ok")
+    records = [r for r in await gateway.records() if r.upstream_model == upstream_model]
+    assert len(records) == len(turns) and {(r.status, r.outcome) for r in records} == {(200, "ok")}
+    asked = {r.requested_model for r in records}
+    assert asked == {model} if model else (len(asked) == 1 and asked.pop().startswith("claude-opus-")), asked
 
 
 @pytest.mark.timeout(180)
@@ -150,7 +152,7 @@ async def test_codex_with_a_function_call(gateway: Gateway, workdir: Path, model
     assert SECRET in answer, answer
     bodies = [r.body for r in getattr(gateway, received) if r.method == "POST"]
     assert len(bodies) >= 2
-    records = await gateway.ledger.usage_records(limit=10)
+    records = await gateway.records()
     assert records and {(r.status, r.outcome) for r in records} == {(200, "ok")}, [
         (r.status, r.outcome) for r in records
     ]
