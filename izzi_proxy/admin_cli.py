@@ -76,6 +76,20 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else "-"
 
 
+def describe_plan(config: Config, plan_id: str, overrides: dict | None = None) -> str:
+    """What an account on this plan may do, in one line (and how to get more)."""
+    plan = config.limits.plans[plan_id]
+    o = overrides or {}
+    tiers = [t for t in TIERS if t in (o.get("tiers") or plan.tiers)]
+    text = (f"the {plan.name} plan: {o.get('rpm', plan.rpm)} requests/min, {o.get('concurrent', plan.concurrent)} "
+            f"in flight, {o.get('daily', plan.daily)} per day, ")  # fmt: skip
+    if len(tiers) == len(TIERS):
+        return text + "every model"
+    text += f"models of the {' and '.join(tiers)} tier{'s' if len(tiers) > 1 else ''} only"
+    wider = [p.id for p in config.limits.plans.values() if len(p.tiers) == len(TIERS)]
+    return text + (f" (for every model: --plan {', '.join(wider)})" if wider else "")
+
+
 def _plan(config: Config, name: str | None) -> str:
     plan = name or config.limits.default_plan
     if plan not in config.limits.plans:
@@ -114,7 +128,8 @@ async def _accounts(config: Config, ledger: Ledger, args: argparse.Namespace) ->
         if await ledger.get_account(args.name) is not None:
             raise UsageError(f"an account named {args.name!r} exists")
         account = await ledger.create_account(args.name, _plan(config, args.plan), _overrides(args.override))
-        print(f"created account {account.id} {account.name!r} on plan {account.plan}", file=sys.stderr)
+        print(f"created account {account.id} {account.name!r} on {describe_plan(config, account.plan, account.overrides)}",
+              file=sys.stderr)  # fmt: skip
     elif command == "list":
         for account in await ledger.list_accounts():
             extra = f"\toverrides {account.overrides}" if account.overrides else ""
@@ -153,14 +168,25 @@ def _key_state(key) -> str:
     return state + (f", models {','.join(key.allow)}" if key.allow is not None else "")
 
 
+def _plan_hint(account: Account, asked: str | None) -> str:
+    if asked is None or asked == account.plan:
+        return ""
+    return (f": account {account.name!r} is on the {account.plan} plan, not {asked}; to move it: "
+            f"izzi-proxy accounts set {account.name} --plan {asked}")  # fmt: skip
+
+
 async def _keys(config: Config, ledger: Ledger, args: argparse.Namespace) -> int:
     if args.keys_command == "create":
         account = await ledger.get_account(args.account)
+        created = account is None
         if account is None:
             account = await ledger.create_account(args.account, _plan(config, args.plan))
         elif args.if_none and any(k.live(time.time()) for k in await ledger.list_keys(account.id)):
-            print(f"account {account.name!r} already has a key; none created", file=sys.stderr)
+            print(f"account {account.name!r} already has a key, on {describe_plan(config, account.plan)}; "
+                  f"none created{_plan_hint(account, args.plan)}", file=sys.stderr)  # fmt: skip
             return 0
+        elif args.plan is not None and args.plan != account.plan:
+            raise UsageError(f"no key created{_plan_hint(account, args.plan)}")
         allow = None
         if args.models is not None:
             allow = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -169,8 +195,9 @@ async def _keys(config: Config, ledger: Ledger, args: argparse.Namespace) -> int
                 raise UsageError(f"--models: {bad[0]!r} is neither a catalog model id nor tier:<tier>")
         expires = time.time() + args.expires_days * 86400 if args.expires_days else None
         key, secret = await ledger.create_key(account.id, args.name, expires, allow)
-        print(f"created key {key.id} {key.name!r} for account {account.name!r} (plan {account.plan}); "
-              "it is shown only once:", file=sys.stderr)  # fmt: skip
+        whose = f"the new account {account.name!r}" if created else f"account {account.name!r}"
+        plan = describe_plan(config, account.plan, account.overrides) if account.plan in config.limits.plans else account.plan
+        print(f"created key {key.id} {key.name!r} for {whose}, on {plan}; it is shown only once:", file=sys.stderr)
         print(secret)
         return 0
     if args.keys_command == "list":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import logging
 import sys
@@ -90,6 +91,13 @@ def serve(config: Config, args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"izzi-proxy: config error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the listening socket
+        if exc.errno == errno.EADDRINUSE:
+            print(f"izzi-proxy: cannot listen on {host}:{port}: the port is in use; stop what uses it "
+                  "or choose another with --port", file=sys.stderr)  # fmt: skip
+        else:
+            print(f"izzi-proxy: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -166,3 +167,35 @@ def test_accounts_and_key_options(tmp_path: Path) -> None:
     assert cli("accounts", "set", "acme", "--plan", "free", "--clear-overrides", "--config", config).returncode == 0
     listed = cli("accounts", "list", "--config", config).stdout
     assert "acme\tfree" in listed and "overrides" not in listed
+
+
+def test_keys_and_accounts_say_the_plan_they_use(tmp_path: Path) -> None:
+    config = str(make_config(tmp_path))
+    free = cli("keys", "create", "--name", "first", "--config", config)  # a fresh database: the default plan
+    assert free.returncode == 0
+    assert "new account 'default', on the Free plan: 10 requests/min, 1 in flight, 100 per day" in free.stderr
+    assert "maintained tier only (for every model: --plan starter, pro, max, ultra)" in free.stderr
+    pro = cli("keys", "create", "--name", "k", "--account", "acme", "--plan", "pro", "--config", config)
+    assert "on the Pro plan: 60 requests/min, 3 in flight, 2000 per day, every model" in pro.stderr
+    other = cli("keys", "create", "--name", "k2", "--account", "acme", "--plan", "max", "--config", config)
+    assert other.returncode == 1 and other.stdout == ""
+    assert "account 'acme' is on the pro plan, not max; to move it: izzi-proxy accounts set acme --plan max" in (
+        other.stderr
+    )
+    account = cli("accounts", "create", "zed", "--override", "rpm=5", "--config", config)
+    assert "on the Free plan: 5 requests/min" in account.stderr
+
+
+def test_a_taken_port_is_one_clear_line(tmp_path: Path) -> None:
+    config = str(make_config(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("serve", "--config", config, "--port", str(port))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"izzi-proxy: cannot listen on 127.0.0.1:{port}: the port is in use; stop what uses it or choose another "
+        "with --port"
+    )
+    assert "Traceback" not in result.stderr
