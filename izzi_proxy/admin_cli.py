@@ -196,7 +196,11 @@ async def _keys(config: Config, ledger: Ledger, args: argparse.Namespace) -> int
         expires = time.time() + args.expires_days * 86400 if args.expires_days else None
         key, secret = await ledger.create_key(account.id, args.name, expires, allow)
         whose = f"the new account {account.name!r}" if created else f"account {account.name!r}"
-        plan = describe_plan(config, account.plan, account.overrides) if account.plan in config.limits.plans else account.plan
+        plan = (
+            describe_plan(config, account.plan, account.overrides)
+            if account.plan in config.limits.plans
+            else account.plan
+        )
         print(f"created key {key.id} {key.name!r} for {whose}, on {plan}; it is shown only once:", file=sys.stderr)
         print(secret)
         return 0

@@ -17,7 +17,6 @@ import re
 import orjson
 
 _MODEL = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
-_LINE_ENDS = (b"\n", b"\r")
 
 
 def model_key(model: str) -> bytes:
@@ -32,29 +31,36 @@ class ModelEcho:
 
     def __init__(self, asked: str) -> None:
         self._new = model_key(asked)
-        self._old: bytes | None = None  # the upstream's key and value, once seen
+        self._old: bytes | None = None  # the upstream's key and value once seen; b"" if the same
         self._carry = b""
 
     def feed(self, chunk: bytes) -> bytes:
-        data = self._carry + chunk if self._carry else chunk
-        if data.endswith(_LINE_ENDS):
-            self._carry = b""
-        else:
-            end = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
-            data, self._carry = data[:end], data[end:]
-        return self._rename(data) if data else b""
+        if self._carry or not (chunk.endswith(b"\n") or chunk.endswith(b"\r")):
+            chunk = self._whole_lines(chunk)
+        return self._rename(chunk)
 
     def finish(self) -> bytes:
         """An unterminated last line, at the stream's end."""
         rest, self._carry = self._carry, b""
-        return self._rename(rest) if rest else b""
+        return self._rename(rest)
 
     def _rename(self, data: bytes) -> bytes:
-        if self._old is None:
-            if (found := _MODEL.search(data)) is None:
-                return data
-            self._old = found.group()
-        return data.replace(self._old, self._new) if self._old != self._new else data
+        old = self._old
+        if old:  # the usual case: one scan in C, no copy where the key is absent
+            return data.replace(old, self._new)
+        return data if old is not None or not data else self._learn(data)
+
+    def _whole_lines(self, chunk: bytes) -> bytes:
+        data = self._carry + chunk
+        end = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+        self._carry = data[end:]
+        return data[:end]
+
+    def _learn(self, data: bytes) -> bytes:
+        if (found := _MODEL.search(data)) is None:
+            return data
+        self._old = b"" if found.group() == self._new else found.group()
+        return data.replace(self._old, self._new) if self._old else data
 
 
 def echo_in_body(body: bytes, asked: str) -> bytes:

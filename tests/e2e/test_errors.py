@@ -7,8 +7,11 @@ import asyncio
 import aiohttp
 import openai
 import pytest
+from aiohttp import web
 
+from izzi_proxy.app import create_app
 from izzi_proxy.config import load_config
+from izzi_proxy.keys import LEDGER
 from izzi_proxy.providers import UpstreamCall, registry
 from tests.conftest import Gateway, start_gateway, write_config
 from tests.e2e.shapes import assert_openai_error
@@ -151,6 +154,27 @@ async def test_body_over_the_limit(aiohttp_server, upstream, tmp_path, upstream_
         error = await assert_openai_error(resp, 413, "invalid_request_error")
     assert "limit" in error["message"]
     assert gateway.received == []
+
+
+async def test_a_route_added_without_metadata_needs_a_key(aiohttp_server, upstream, tmp_path, upstream_env) -> None:
+    """Fail closed: a handler registered without ``@endpoint`` goes through auth and IP
+    blocking like every other route."""
+    app = create_app(load_config(write_config(tmp_path, str(upstream.make_url("/v1")))))
+
+    async def operator_data(request: web.Request) -> web.Response:
+        return web.json_response({"accounts": ["everyone's"]})
+
+    app.router.add_get("/v1/admin/accounts", operator_data)
+    server = await aiohttp_server(app)
+    account = await app[LEDGER].create_account("a", "unlimited")
+    _, key = await app[LEDGER].create_key(account.id, "k")
+    async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as session:
+        async with session.get("/v1/admin/accounts") as resp:
+            await assert_openai_error(resp, 401, "authentication_error")
+        async with session.get("/v1/admin/accounts", headers={"x-api-key": "izzi-" + "x" * 43}) as resp:
+            await assert_openai_error(resp, 401, "authentication_error")
+        async with session.get("/v1/admin/accounts", headers={"x-api-key": key}) as resp:
+            assert resp.status == 200
 
 
 # -- 502 ----------------------------------------------------------------------------------
