@@ -78,6 +78,8 @@ def _when(ts: float | None) -> str:
 
 def describe_plan(config: Config, plan_id: str, overrides: dict | None = None) -> str:
     """What an account on this plan may do, in one line (and how to get more)."""
+    if plan_id not in config.limits.plans:
+        return f"plan {plan_id!r}, which plans.toml no longer has (served as {config.limits.default_plan!r})"
     plan = config.limits.plans[plan_id]
     o = overrides or {}
     tiers = [t for t in TIERS if t in (o.get("tiers") or plan.tiers)]
@@ -128,8 +130,8 @@ async def _accounts(config: Config, ledger: Ledger, args: argparse.Namespace) ->
         if await ledger.get_account(args.name) is not None:
             raise UsageError(f"an account named {args.name!r} exists")
         account = await ledger.create_account(args.name, _plan(config, args.plan), _overrides(args.override))
-        print(f"created account {account.id} {account.name!r} on {describe_plan(config, account.plan, account.overrides)}",
-              file=sys.stderr)  # fmt: skip
+        plan = describe_plan(config, account.plan, account.overrides)
+        print(f"created account {account.id} {account.name!r} on {plan}", file=sys.stderr)
     elif command == "list":
         for account in await ledger.list_accounts():
             extra = f"\toverrides {account.overrides}" if account.overrides else ""
@@ -196,11 +198,7 @@ async def _keys(config: Config, ledger: Ledger, args: argparse.Namespace) -> int
         expires = time.time() + args.expires_days * 86400 if args.expires_days else None
         key, secret = await ledger.create_key(account.id, args.name, expires, allow)
         whose = f"the new account {account.name!r}" if created else f"account {account.name!r}"
-        plan = (
-            describe_plan(config, account.plan, account.overrides)
-            if account.plan in config.limits.plans
-            else account.plan
-        )
+        plan = describe_plan(config, account.plan, account.overrides)
         print(f"created key {key.id} {key.name!r} for {whose}, on {plan}; it is shown only once:", file=sys.stderr)
         print(secret)
         return 0
