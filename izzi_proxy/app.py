@@ -73,7 +73,8 @@ async def _ledger(app: web.Application) -> AsyncIterator[None]:
 
 async def _limiter(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    backend = await open_limiter(config.storage.limiter_url)
+    storage = config.storage
+    backend = await open_limiter(storage.limiter_url, storage.limiter_pool_size, storage.limiter_pool_timeout_s)
     app[LIMITER] = GuardedLimiter(backend, config.limits.on_limiter_failure)
     app[LEASES] = LeaseKeeper(app[LIMITER], config.limits.lease_ttl_s)
     app[LEASES].start()

@@ -56,6 +56,8 @@ class ServerConfig:
 class StorageConfig:
     database_url: str = "sqlite:///data/izzi.sqlite3"
     limiter_url: str = "memory://"
+    limiter_pool_size: int = 64  # connections to the shared limiter, per process
+    limiter_pool_timeout_s: float = 1.0  # how long a call waits for a free one
     key_cache_s: float = 10.0
     responses_retention_days: float = 30.0  # stored Responses answers; 0 keeps them forever
 
@@ -373,6 +375,8 @@ def _storage(r: _Reader) -> StorageConfig:
     config = StorageConfig(
         database_url=r.url("database_url", d.database_url, ("sqlite",)),
         limiter_url=r.url("limiter_url", d.limiter_url, ("memory", "redis", "rediss")),
+        limiter_pool_size=r.get("limiter_pool_size", int, d.limiter_pool_size),
+        limiter_pool_timeout_s=r.positive("limiter_pool_timeout_s", d.limiter_pool_timeout_s),
         key_cache_s=r.get("key_cache_s", float, d.key_cache_s),
         responses_retention_days=r.get("responses_retention_days", float, d.responses_retention_days),
     )
@@ -380,6 +384,8 @@ def _storage(r: _Reader) -> StorageConfig:
         raise r.error("responses_retention_days", "must be 0 (keep forever) or more days")
     if config.key_cache_s < 0:
         raise r.error("key_cache_s", "must be 0 (no cache) or more seconds")
+    if config.limiter_pool_size < 1:
+        raise r.error("limiter_pool_size", "must be at least 1 connection")
     r.reject_unknown()
     return config
 

@@ -95,7 +95,12 @@ def gcra_peek(tat: float, now: float, rpm: int) -> int:
     return max(0, math.floor((rpm * interval - (max(tat, now) - now)) / interval + 1e-9))
 
 
-async def open_limiter(url: str) -> Limiter:
+class LimiterBusy(Exception):
+    """The shared limiter is healthy but every pooled connection stayed busy for the whole
+    bounded wait: this call gets the failure policy; it says nothing about the backend."""
+
+
+async def open_limiter(url: str, pool_size: int = 64, pool_timeout_s: float = 1.0) -> Limiter:
     if url.startswith("memory://"):
         from izzi_proxy.limiter.memory import MemoryLimiter
 
@@ -103,5 +108,5 @@ async def open_limiter(url: str) -> Limiter:
     if url.startswith(("redis://", "rediss://")):
         from izzi_proxy.limiter.redis import RedisLimiter
 
-        return await RedisLimiter.open(url)
+        return await RedisLimiter.open(url, pool_size, pool_timeout_s)
     raise ValueError(f"no limiter backend for {url!r}")

@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import openai
 import pytest
 import redis.asyncio as redis_asyncio
@@ -74,12 +75,12 @@ async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
         server.stop()
 
 
-def shared_config(tmp_path: Path, redis_url: str, policy: str = "open") -> Path:
+def shared_config(tmp_path: Path, redis_url: str, policy: str = "open", storage: str = "") -> Path:
     (tmp_path / "models.toml").write_text(MODELS)
     path = tmp_path / f"izzi-{policy}.toml"
     path.write_text(
         f'[server]\nlog_level = "warning"\n[storage]\ndatabase_url = "sqlite:///{tmp_path}/db.sqlite3"\n'
-        f'limiter_url = "{redis_url}"\n[limits]\non_limiter_failure = "{policy}"\n'
+        f'limiter_url = "{redis_url}"\n{storage}\n[limits]\non_limiter_failure = "{policy}"\n'
         '[upstreams.mock]\nkind = "mock"\nchunks = 6\nchunk_delay_ms = 100\n'
     )
     return path
@@ -137,6 +138,36 @@ async def test_a_burst_through_two_processes_stays_within_the_plan(tmp_path, red
         for client in clients:
             await client.close()
         await stop_gateways(gateways)
+
+
+@pytest.mark.parametrize("policy", ["open", "closed"])
+async def test_a_burst_larger_than_the_pool_is_limited_not_degraded(tmp_path, redis_server, policy) -> None:
+    """300 requests at once through two processes whose limiter pools hold 4 connections
+    each: a busy pool makes calls wait, it is not a Redis failure. One account may have 2 in
+    flight; another has used its day. Neither gets past its plan, and no answer is degraded."""
+    config = shared_config(tmp_path, redis_server.url, policy, "limiter_pool_size = 4\nlimiter_pool_timeout_s = 5")
+    flying = account_key(config, "flying", "concurrent=2", "rpm=100000", "daily=100000")
+    spent = account_key(config, "spent", "daily=1", "rpm=100000")
+    gateways = await start_gateways(config, 2)
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def one(i: int, key: str) -> tuple[int, str | None, str | None]:
+                url = gateways[i % 2][0] + "/v1/chat/completions"
+                body = {"model": "echo", "messages": HELLO, "stream": True}
+                async with session.post(url, json=body, headers={"Authorization": f"Bearer {key}"}) as resp:
+                    kind = (await resp.json())["error"]["type"] if resp.status != 200 else (await resp.read(), None)[1]
+                    return resp.status, kind, resp.headers.get("x-ratelimit-degraded")
+
+            assert (await one(0, spent))[0] == 200  # its one request of the day
+            results = await asyncio.gather(*(one(i, flying if i % 3 else spent) for i in range(300)))
+    finally:
+        await stop_gateways(gateways)
+    assert not [r for r in results if r[2]], "degraded answers while Redis was healthy"
+    mine = [r for i, r in enumerate(results) if i % 3]
+    assert 1 <= sum(r[0] == 200 for r in mine) <= 2 * 2  # 2 in flight (a second wave may follow the first)
+    assert {r[1] for r in mine if r[0] != 200} == {"rate_limit_error"}
+    assert {r[:2] for i, r in enumerate(results) if not i % 3} == {(429, "quota_exceeded")}
 
 
 async def test_leases_in_flight_count_across_processes(tmp_path, redis_server) -> None:
@@ -207,4 +238,4 @@ async def test_redis_stopped_then_restarted(tmp_path, redis_server) -> None:
         await fail_closed.close()
         await stop_gateways(gateways)
     log = b"".join([await p.stderr.read() for _, p in gateways]).decode()
-    assert "the limiter is unreachable" in log
+    assert "the limiter could not answer" in log

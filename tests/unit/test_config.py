@@ -88,6 +88,7 @@ def test_bundled_config_holds_no_literal_key() -> None:
         ("[server]\nlog_level = 'loud'\n" + UP, "server.log_level", "one of"),
         ("[storage]\ndatabase_url = 'mysql://x'\n" + UP, "storage.database_url", "scheme sqlite"),
         ("[storage]\nlimiter_url = 'memcached://x'\n" + UP, "storage.limiter_url", "scheme"),
+        ("[storage]\nlimiter_pool_size = 0\n" + UP, "storage.limiter_pool_size", "at least 1"),
         ("", "upstreams", "at least one upstream"),
         ('[upstreams.up]\nbase_url = "https://x"\n', "upstreams.up.kind", "is required"),
         (UP + 'api_key = "sk-literal"\n', "upstreams.up.api_key", "never written in a config file"),
