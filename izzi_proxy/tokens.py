@@ -1,4 +1,5 @@
-"""Local token estimates, for models whose upstream cannot count (``count_tokens``).
+"""Local token estimates, for models whose upstream cannot count (``count_tokens``), over
+a body the Messages dialect has validated (its fields have their types, or are null).
 
 About four characters per token (the product's documented rule) over everything the
 model reads: system, tool definitions, every message part. Images are counted as
@@ -65,7 +66,7 @@ def _b64(data: str, limit: int | None = None) -> bytes:
 
 
 def image_tokens(source: dict[str, Any]) -> int:
-    if source.get("type") == "base64" and (size := image_size(_b64(source.get("data", ""), 64 * 1024))):
+    if source.get("type") == "base64" and (size := image_size(_b64(source.get("data") or "", 64 * 1024))):
         return min(IMAGE_TOKENS_MAX, max(1, math.ceil(size[0] * size[1] / 750)))
     return IMAGE_TOKENS_MAX
 
@@ -73,10 +74,10 @@ def image_tokens(source: dict[str, Any]) -> int:
 def document_tokens(block: dict[str, Any]) -> int:
     source = block.get("source") or {}
     if source.get("type") == "base64":
-        pages = len(_PDF_PAGE.findall(_b64(source.get("data", ""))))
+        pages = len(_PDF_PAGE.findall(_b64(source.get("data") or "")))
         return max(1, pages) * PDF_PAGE_TOKENS
     if source.get("type") == "text":
-        return estimate_text(source.get("data", ""))
+        return estimate_text(source.get("data") or "")
     if source.get("type") == "content":
         return sum(_block_tokens(b) for b in source.get("content") or [] if isinstance(b, dict))
     return PDF_PAGE_TOKENS
@@ -89,7 +90,7 @@ def _block_tokens(block: dict[str, Any]) -> int:
     if kind == "document":
         return document_tokens(block)
     if kind == "tool_use":
-        return estimate_text(block.get("name", "")) + estimate_text(orjson.dumps(block.get("input") or {}).decode())
+        return estimate_text(block.get("name") or "") + estimate_text(orjson.dumps(block.get("input") or {}).decode())
     if kind == "tool_result":
         return _content_tokens(block.get("content"))
     texts = [block.get(k) for k in ("text", "thinking") if isinstance(block.get(k), str)]

@@ -19,7 +19,7 @@ import orjson
 
 from izzi_proxy import sse
 from izzi_proxy.config import UpstreamConfig
-from izzi_proxy.errors import UpstreamConnectionError, UpstreamError, upstream_error
+from izzi_proxy.errors import InvalidRequest, UpstreamConnectionError, UpstreamError, upstream_error
 from izzi_proxy.providers import UpstreamReply
 
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -36,11 +36,15 @@ class HTTPUpstream:
         self._draining: set[asyncio.Task[None]] = set()
 
     async def post(self, url: str, body: dict[str, Any], headers: Mapping[str, str], stream: bool) -> UpstreamReply:
+        try:
+            data = orjson.dumps(body)
+        except orjson.JSONEncodeError as exc:  # bodies are checked on arrival (bodies.py): a last guard
+            raise InvalidRequest(f"The request cannot be written for the upstream: {exc}") from None
         response: aiohttp.ClientResponse | None = None
         try:
             async with asyncio.timeout(self._first_byte_s):
                 response = await self._session.post(
-                    url, data=orjson.dumps(body), headers=headers, timeout=self._timeout
+                    url, data=data, headers=headers, timeout=self._timeout
                 )
                 if response.status >= 400:
                     raise await self._error(response)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 import openai
+import orjson
 import pytest
 from aiohttp import web
 
@@ -57,6 +59,45 @@ async def test_invalid_body_names_the_field(http: aiohttp.ClientSession, body, p
         error = await assert_openai_error(resp, 400, "invalid_request_error")
     assert words in error["message"]
     assert error["param"] == param
+
+
+BIG = 10**30
+DEEP = "[" * 300 + "]" * 300  # decoded, then refused naming the field (far deeper: refused unnamed)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"model": "gpt-4o", "messages": HELLO}),
+        ("/v1/messages", {"model": "claude", "max_tokens": 10, "messages": HELLO}),
+        ("/v1/messages/count_tokens", {"model": "gpt-4o", "messages": HELLO}),
+        ("/v1/responses", {"model": "gpt-4o", "input": "Hello"}),
+    ],
+)
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [('"max_tokens": ' + str(BIG), "max_tokens"), ('"x": {"y": ' + str(-BIG) + "}", "x.y"), ('"x": ' + DEEP, "x")],
+    ids=["big-int", "big-int-unknown-field", "deep"],
+)
+async def test_valid_json_the_gateway_cannot_write_is_a_400(
+    http: aiohttp.ClientSession, path, body, extra, param
+) -> None:
+    raw = orjson.dumps(body)[:-1] + b", " + extra.encode() + b"}"
+    async with http.post(path, data=raw, headers={"Content-Type": "application/json"}) as resp:
+        assert resp.status == 400, await resp.text()
+        shape = await resp.json()
+        error = shape["error"]
+        assert error["type"] == "invalid_request_error" and param in error["message"]
+        assert (shape.get("type") == "error") is path.startswith("/v1/messages")
+
+
+async def test_translated_tool_arguments_nested_too_deep_are_a_400(client: openai.AsyncOpenAI) -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "[" * 200 + "]" * 200}}
+    messages: Any = [*HELLO, {"role": "assistant", "tool_calls": [call]},
+                     {"role": "tool", "tool_call_id": "call_1", "content": "ok"}]  # fmt: skip
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="claude", messages=messages)
+    assert "tool call arguments" in caught.value.message
 
 
 async def test_empty_body(http: aiohttp.ClientSession) -> None:

@@ -16,8 +16,9 @@ import msgspec
 import orjson
 
 from izzi_proxy import canonical as c
+from izzi_proxy.bodies import check_encodable, decode_object
 from izzi_proxy.dialects import ParsedRequest
-from izzi_proxy.dialects.openai_chat.request import decode_object, invalid
+from izzi_proxy.dialects.openai_chat.request import invalid
 from izzi_proxy.dialects.tool_ids import anthropic_id
 from izzi_proxy.errors import InvalidRequest
 
@@ -26,10 +27,20 @@ log = logging.getLogger("izzi.translate")
 # -- schema ----------------------------------------------------------------------------------
 
 
+class _Source(msgspec.Struct):
+    """An image's or document's source: base64 ``data``, a ``url``, text, or text blocks."""
+
+    type: str
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+    content: str | list[_Block] | None = None
+
+
 class _Block(msgspec.Struct):
     type: str
     text: str | None = None
-    source: dict[str, Any] | None = None
+    source: _Source | None = None
     id: str | None = None
     name: str | None = None
     input: Any = None
@@ -113,27 +124,29 @@ def parse(raw: bytes, schema: type[CountTokensRequest] = MessagesRequest) -> Par
 # -- to the canonical form -------------------------------------------------------------------
 
 
-def _image(source: dict[str, Any] | None) -> c.Image | None:
-    source = source or {}
-    if source.get("type") == "base64":
-        return c.Image(source.get("media_type"), source.get("data"))
-    if source.get("type") == "url":
-        return c.Image(url=source.get("url"))
+def _image(source: _Source | None) -> c.Image | None:
+    if source is None:
+        return None
+    if source.type == "base64":
+        return c.Image(source.media_type, source.data)
+    if source.type == "url":
+        return c.Image(url=source.url)
     return None
 
 
 def _document(block: _Block) -> c.Document | None:
-    source = block.source or {}
-    kind = source.get("type")
+    source = block.source
+    if source is None:
+        return None
+    kind = source.type
     if kind == "base64":
-        return c.Document(source.get("media_type"), source.get("data"), title=block.title)
+        return c.Document(source.media_type, source.data, title=block.title)
     if kind == "url":
-        return c.Document(url=source.get("url"), title=block.title)
+        return c.Document(url=source.url, title=block.title)
     if kind == "text":
-        return c.Document(text=source.get("data"), title=block.title)
-    if kind == "content" and isinstance(source.get("content"), list):
-        texts = [b.get("text", "") for b in source["content"] if isinstance(b, dict)]
-        return c.Document(text="\n".join(texts), title=block.title)
+        return c.Document(text=source.data, title=block.title)
+    if kind == "content" and isinstance(source.content, list):
+        return c.Document(text="\n".join(b.text or "" for b in source.content), title=block.title)
     return None
 
 
@@ -255,12 +268,8 @@ def _block(part: c.Part) -> dict[str, Any] | None:
             source = _source(part.media_type or "application/pdf", part.data, part.url)
         return {"type": "document", "source": source} | ({"title": part.title} if part.title else {})
     if isinstance(part, c.ToolCall):
-        try:
-            arguments = orjson.loads(part.arguments or "{}")
-        except orjson.JSONDecodeError:
-            arguments = {"arguments": part.arguments}
-        if not isinstance(arguments, dict):
-            arguments = {"value": arguments}
+        arguments = tool_input(part.arguments)
+        check_encodable(arguments, "tool call arguments")  # parsed here: nothing checked them yet
         return {"type": "tool_use", "id": anthropic_id(part.id), "name": part.name, "input": arguments}
     if isinstance(part, c.ToolResult):
         content = [b for p in part.content if (b := _block(p)) is not None]
@@ -277,6 +286,16 @@ def _block(part: c.Part) -> dict[str, Any] | None:
             return None  # unsigned reasoning from another vendor: Anthropic would refuse it
         return {"type": "thinking", "thinking": part.text, "signature": part.signature}
     return {"type": "redacted_thinking", "data": part.data}
+
+
+def tool_input(arguments: str) -> dict[str, Any]:
+    """A tool call's JSON arguments as Anthropic's ``input`` object (what is not a JSON
+    object is kept under ``arguments`` or ``value``)."""
+    try:
+        parsed = orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        return {"arguments": arguments}
+    return parsed if isinstance(parsed, dict) else {"value": parsed}
 
 
 def _messages(req: c.Request) -> list[dict[str, Any]]:

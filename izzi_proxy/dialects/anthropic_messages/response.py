@@ -15,8 +15,10 @@ import orjson
 
 from izzi_proxy import canonical as c
 from izzi_proxy import sse
+from izzi_proxy.bodies import check_encodable
+from izzi_proxy.dialects.anthropic_messages.request import tool_input
 from izzi_proxy.dialects.tool_ids import anthropic_id
-from izzi_proxy.errors import UpstreamConnectionError, UpstreamError
+from izzi_proxy.errors import InvalidRequest, UpstreamConnectionError, UpstreamError
 
 STOP_REASONS = frozenset(
     {
@@ -92,7 +94,11 @@ def _part(block: _WireBlock) -> c.Part | None:
     if block.type == "text":
         return c.Text(block.text or "")
     if block.type == "tool_use":
-        return c.ToolCall(block.id or "", block.name or "", orjson.dumps(block.input or {}).decode())
+        try:
+            arguments = orjson.dumps(block.input or {}).decode()
+        except orjson.JSONEncodeError:  # an upstream's input the encoder cannot write
+            raise UpstreamError("The upstream's tool call input is nested too deeply to relay", upstream="-") from None
+        return c.ToolCall(block.id or "", block.name or "", arguments)
     if block.type == "thinking":
         return c.Thinking(block.thinking or "", block.signature)
     if block.type == "redacted_thinking":
@@ -123,9 +129,10 @@ def _block(part: c.Part) -> dict[str, Any] | None:
     if isinstance(part, c.Text):
         return {"type": "text", "text": part.text}
     if isinstance(part, c.ToolCall):
+        arguments = tool_input(part.arguments)
         try:
-            arguments = orjson.loads(part.arguments or "{}")
-        except orjson.JSONDecodeError:
+            check_encodable(arguments)
+        except InvalidRequest:  # an upstream's arguments nested too deep to write: kept as text
             arguments = {"arguments": part.arguments}
         return {"type": "tool_use", "id": anthropic_id(part.id), "name": part.name, "input": arguments}
     return None  # reasoning from another vendor has no signature: an Anthropic client could not send it back

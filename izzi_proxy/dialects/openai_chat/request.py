@@ -14,6 +14,7 @@ from typing import Any, Literal
 import msgspec
 
 from izzi_proxy import canonical as c
+from izzi_proxy.bodies import decode_object
 from izzi_proxy.dialects import ParsedRequest, data_url, parse_data_url
 from izzi_proxy.dialects.tool_ids import openai_id
 from izzi_proxy.errors import InvalidRequest
@@ -116,16 +117,6 @@ def invalid(exc: msgspec.MsgspecError) -> InvalidRequest:
     if missing := _MISSING.search(text):
         at = f"{at}.{missing.group(1)}" if at else missing.group(1)
     return InvalidRequest(f"Invalid request body: {text}", param=at or None)
-
-
-def decode_object(raw: bytes) -> dict[str, Any]:
-    try:
-        body = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("Request body must be a JSON object")
-    return body
 
 
 def parse(raw: bytes) -> ParsedRequest:

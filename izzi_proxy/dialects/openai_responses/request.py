@@ -22,8 +22,9 @@ import msgspec
 import orjson
 
 from izzi_proxy import canonical as c
+from izzi_proxy.bodies import decode_object
 from izzi_proxy.dialects import ParsedRequest, parse_data_url
-from izzi_proxy.dialects.openai_chat.request import decode_object, invalid
+from izzi_proxy.dialects.openai_chat.request import invalid
 from izzi_proxy.errors import InvalidRequest
 
 log = logging.getLogger("izzi.translate")
