@@ -43,9 +43,7 @@ class HTTPUpstream:
         response: aiohttp.ClientResponse | None = None
         try:
             async with asyncio.timeout(self._first_byte_s):
-                response = await self._session.post(
-                    url, data=data, headers=headers, timeout=self._timeout
-                )
+                response = await self._session.post(url, data=data, headers=headers, timeout=self._timeout)
                 if response.status >= 400:
                     raise await self._error(response)
                 if not stream:
