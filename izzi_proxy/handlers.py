@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from izzi_proxy import relay, tokens
 from izzi_proxy.access import check_model
@@ -36,6 +38,10 @@ async def read_body(request: web.Request) -> bytes:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise RequestTooLarge(f"Request body is over the limit of {limit} bytes") from None
+    except (RequestPayloadError, HttpProcessingError):  # a body its Content-Encoding does not fit, or cut
+        encoding = request.headers.get("Content-Encoding", "")
+        what = f"valid {encoding} (its Content-Encoding)" if encoding else "complete"
+        raise InvalidRequest(f"Request body is not {what}") from None
     if not raw:
         raise InvalidRequest("Request body is empty; send a JSON object")
     return raw

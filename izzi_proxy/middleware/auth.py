@@ -34,6 +34,8 @@ def make_auth(config: Config) -> Middleware:
         secret = presented_key(request)
         if secret is None:
             raise AuthenticationFailed("Missing API key: send it as 'Authorization: Bearer izzi-…' or 'x-api-key'")
+        if not secret.isascii():  # keys are ASCII; the rest is not even shown
+            raise AuthenticationFailed("Invalid API key: it holds characters no key has")
         key = await request.app[LEDGER].find_key(secret) if secret.startswith(KEY_PREFIX) else None
         if key is None:
             raise AuthenticationFailed(f"Invalid API key: {mask(secret)}")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import gzip
 from typing import Any
 
 import aiohttp
+import brotli
 import openai
 import orjson
 import pytest
@@ -16,7 +19,7 @@ from izzi_proxy.config import load_config
 from izzi_proxy.keys import LEDGER
 from izzi_proxy.providers import UpstreamCall, registry
 from tests.conftest import Gateway, start_gateway, write_config
-from tests.e2e.shapes import assert_openai_error
+from tests.e2e.shapes import assert_anthropic_error, assert_openai_error
 
 HELLO = [{"role": "user", "content": "Hello"}]
 
@@ -356,3 +359,72 @@ async def test_error_responses_carry_the_request_id(http: aiohttp.ClientSession)
     async with http.post("/v1/chat/completions", json={"model": "gpt-99", "messages": HELLO}) as resp:
         await assert_openai_error(resp, 404, "not_found")
     await asyncio.sleep(0)
+
+
+# -- hostile input that used to reach a 500 -----------------------------------------------------
+
+
+async def test_count_tokens_with_mistyped_content_is_a_400(http: aiohttp.ClientSession) -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": 5}}
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": [image]}]}
+    async with http.post("/v1/messages/count_tokens", json=body) as resp:
+        error = await assert_anthropic_error(resp, 400, "invalid_request_error")
+    assert "source.data" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "forged",
+    ["izzi-anthropic:", "izzi-anthropic:!!!", "izzi-anthropic:" + base64.b64encode(b"[1, 2]").decode(),
+     "izzi-anthropic:" + base64.b64encode(b'{"t": 5, "s": []}').decode(),
+     "izzi-anthropic:" + base64.b64encode(b'{"r": {"x": 1}}').decode()],
+)  # fmt: skip
+async def test_a_forged_reasoning_item_is_left_out(gateway: Gateway, client: openai.AsyncOpenAI, forged: str) -> None:
+    items = [{"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": forged},
+             {"role": "user", "content": "Hello"}]  # fmt: skip
+    response = await client.responses.create(model="claude", input=items, store=False)
+    assert response.output[0].content[0].text == "Echo: Hello"
+    assert gateway.anthropic_received[-1].body["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Hello"}]}
+    ]
+
+
+@pytest.mark.parametrize("raw", [b"izzi-\xff\xfe", "izzi-é".encode(), b"\xc3\x28"])
+async def test_a_key_that_is_not_ascii_is_refused(gateway: Gateway, raw: bytes) -> None:
+    url = gateway.server.make_url("/v1/chat/completions")
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    body = orjson.dumps({"model": "gpt-4o", "messages": HELLO})
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"x-api-key: " + raw + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)  # fmt: skip
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 401"), head
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
+async def test_a_body_that_says_it_is_compressed_but_is_not_is_a_400(http: aiohttp.ClientSession, encoding) -> None:
+    body = orjson.dumps({"model": "gpt-4o", "messages": HELLO})
+    headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
+    async with http.post("/v1/chat/completions", data=body, headers=headers) as resp:
+        error = await assert_openai_error(resp, 400, "invalid_request_error")
+    assert encoding in error["message"]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br"])
+async def test_a_compressed_body_is_read(http: aiohttp.ClientSession, encoding: str) -> None:
+    raw = orjson.dumps({"model": "gpt-4o", "messages": HELLO})
+    body = gzip.compress(raw) if encoding == "gzip" else brotli.compress(raw)
+    headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
+    async with http.post("/v1/chat/completions", data=body, headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def test_a_compressed_body_is_limited_by_its_decompressed_size(aiohttp_server, upstream, tmp_path, upstream_env):
+    config = load_config(write_config(tmp_path, str(upstream.make_url("/v1")), server="max_body_mb = 0.1"))
+    gateway = await start_gateway(aiohttp_server, config, upstream)
+    bomb = gzip.compress(orjson.dumps({"model": "gpt-4o", "messages": HELLO, "pad": "x" * 1_000_000}))
+    assert len(bomb) < 10_000
+    headers = {"Authorization": f"Bearer {gateway.key}", "Content-Encoding": "gzip", "Content-Type": "application/json"}
+    url = gateway.server.make_url("/v1/chat/completions")
+    async with aiohttp.ClientSession() as session, session.post(url, data=bomb, headers=headers) as resp:
+        await assert_openai_error(resp, 413, "invalid_request_error")

@@ -200,9 +200,14 @@ def decrypt(value: str | None) -> c.Thinking | c.RedactedThinking | None:
         payload = orjson.loads(base64.b64decode(value[len(ENCRYPTED_PREFIX) :]))
     except (ValueError, orjson.JSONDecodeError):
         return None
-    if "r" in payload:
+    if not isinstance(payload, dict):
+        return None  # not what encrypt() writes: a forgery, left out like any foreign reasoning
+    if isinstance(payload.get("r"), str):
         return c.RedactedThinking(payload["r"])
-    return c.Thinking(payload.get("t", ""), payload.get("s"))
+    text, signature = payload.get("t", ""), payload.get("s")
+    if not isinstance(text, str) or not isinstance(signature, str):
+        return None
+    return c.Thinking(text, signature)
 
 
 # -- to the canonical form -------------------------------------------------------------------
