@@ -21,6 +21,7 @@ from aiohttp import web
 
 from izzi_proxy import admin_cli
 from izzi_proxy.config import Config, ConfigError, load_config
+from izzi_proxy.masking import SafeFormatter
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,11 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve(config: Config, args: argparse.Namespace) -> int:
     from izzi_proxy.app import SHUTDOWN_GRACE_S, create_app
 
-    logging.basicConfig(
-        level=config.server.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=config.server.log_level.upper(), handlers=[handler])
     if args.mock:
         config = config.with_mock_upstreams()
     host = args.host or config.server.host

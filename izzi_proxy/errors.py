@@ -25,7 +25,12 @@ the one place that turns an exception into a response.
 
 from __future__ import annotations
 
+import logging
 import math
+
+from izzi_proxy.masking import mask_secrets
+
+log = logging.getLogger("izzi.upstream")
 
 
 class GatewayError(Exception):
@@ -158,20 +163,31 @@ class UpstreamRejected(UpstreamError):
     type = "invalid_request_error"
 
 
-RETRYABLE_UPSTREAM_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+RETRYABLE_UPSTREAM_STATUSES = frozenset({401, 403, 408, 409, 429, 500, 502, 503, 504, 529})
 REJECTED_UPSTREAM_STATUSES = frozenset({400, 413, 422})
+CREDENTIAL_STATUSES = frozenset({401, 403})  # the upstream refused the operator's key, not the client
 
 
-def upstream_error(upstream: str, status: int, message: str) -> UpstreamError:
-    """The gateway error for an upstream's error answer, its status and message kept."""
+def upstream_error(upstream: str, status: int, message: str, kind: str | None = None) -> UpstreamError:
+    """The gateway error for an upstream's error answer: its status, its error type and its
+    message with anything shaped like a secret masked. When the upstream refused the
+    gateway's own credentials (401, 403) the client is told only that, naming the upstream;
+    the upstream's text goes to the operator's log (another route may still answer)."""
+    if status in CREDENTIAL_STATUSES:
+        log.error("upstream %r refused the gateway's credentials (HTTP %d): %s", upstream, status, message)
+        return UpstreamError(
+            f"Upstream {upstream!r} refused the gateway's credentials (HTTP {status}); the operator must fix its key",
+            upstream=upstream, upstream_status=status, retryable=True,
+        )  # fmt: skip
+    told = mask_secrets(message) + (f" ({kind})" if kind else "")
     if status in REJECTED_UPSTREAM_STATUSES:
         return UpstreamRejected(
-            f"Upstream {upstream!r} rejected the request (HTTP {status}): {message}",
+            f"Upstream {upstream!r} rejected the request (HTTP {status}): {told}",
             upstream=upstream,
             upstream_status=status,
         )
     return UpstreamError(
-        f"Upstream {upstream!r} returned HTTP {status}: {message}",
+        f"Upstream {upstream!r} returned HTTP {status}: {told}",
         upstream=upstream,
         upstream_status=status,
         retryable=status in RETRYABLE_UPSTREAM_STATUSES,

@@ -20,6 +20,7 @@ import orjson
 from izzi_proxy import sse
 from izzi_proxy.config import UpstreamConfig
 from izzi_proxy.errors import InvalidRequest, UpstreamConnectionError, UpstreamError, upstream_error
+from izzi_proxy.masking import mask_secrets
 from izzi_proxy.providers import UpstreamReply
 
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -154,7 +155,7 @@ class HTTPUpstream:
     async def _error(self, response: aiohttp.ClientResponse) -> UpstreamError:
         body = await response.content.read(_ERROR_BODY_LIMIT)
         response.close()
-        return upstream_error(self.name, response.status, message_of(body))
+        return upstream_error(self.name, response.status, message_of(body), kind_of(body))
 
 
 def _error_of(data: str) -> str | None:
@@ -169,15 +170,29 @@ def _error_of(data: str) -> str | None:
     return message_of(data.encode())
 
 
-def message_of(body: bytes) -> str:
-    """The message of an OpenAI- or Anthropic-style error body, or the body's start."""
+def _error_object(body: bytes) -> Any:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return body[:500].decode("utf-8", "replace").strip() or "(empty body)"
-    error = data.get("error") if isinstance(data, dict) else None
+        return None
+    return data.get("error") if isinstance(data, dict) else None
+
+
+def message_of(body: bytes) -> str:
+    """The message of an OpenAI- or Anthropic-style error body, or the body's start;
+    anything shaped like a secret masked (an upstream may quote the key it refused)."""
+    error = _error_object(body)
     if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"]
-    if isinstance(error, str):
-        return error
-    return body[:500].decode("utf-8", "replace")
+        text = error["message"]
+    elif isinstance(error, str):
+        text = error
+    else:
+        text = body[:500].decode("utf-8", "replace").strip() or "(empty body)"
+    return mask_secrets(text[:2000])
+
+
+def kind_of(body: bytes) -> str | None:
+    """The upstream's own error type (``rate_limit_exceeded``, ``overloaded_error``…)."""
+    error = _error_object(body)
+    kind = (error.get("type") or error.get("code")) if isinstance(error, dict) else None
+    return kind if isinstance(kind, str) and kind.isidentifier() and len(kind) <= 64 else None

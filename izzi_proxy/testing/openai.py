@@ -354,6 +354,12 @@ class Received:
                    f"{peer[0]}:{peer[1]}" if peer else None)  # fmt: skip
 
 
+def _shown(request: web.Request) -> str:
+    """The presented key the way OpenAI quotes it in its 401: a few characters each end."""
+    key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    return f"{key[:6]}{'*' * 28}{key[-4:]}" if len(key) > 10 else key
+
+
 RECEIVED: web.AppKey[list[Received]] = web.AppKey("fake.received")
 DISCONNECTS: web.AppKey[asyncio.Queue[str]] = web.AppKey("fake.disconnects")
 _API_KEY: web.AppKey[str | None] = web.AppKey("fake.api_key")
@@ -417,7 +423,8 @@ def fake_openai_app(api_key: str | None = "sk-upstream-test", chunks: int = 4) -
         app[RECEIVED].append(Received.of(request, body))
         if api_key and request.headers.get("Authorization") != f"Bearer {api_key}":
             return web.json_response(
-                {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                {"error": {"message": f"Incorrect API key provided: {_shown(request)}. You can find your API key "
+                           "at https://platform.openai.com/account/api-keys.", "type": "invalid_request_error",
                            "param": None, "code": "invalid_api_key"}},
                 status=401,
             )  # fmt: skip

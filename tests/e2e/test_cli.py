@@ -199,3 +199,16 @@ def test_a_taken_port_is_one_clear_line(tmp_path: Path) -> None:
         "with --port"
     )
     assert "Traceback" not in result.stderr
+
+
+async def test_nothing_a_client_sends_can_forge_a_log_line(served) -> None:
+    url, secret, process = served
+    forged = "2026-12-01 00:00:00,000 INFO izzi.access req_forged POST /v1/chat/completions 200 key=admin"
+    path = url + "/v1/models/x%0a" + forged.replace(" ", "%20")
+    async with aiohttp.ClientSession() as session, session.get(path, headers={"x-api-key": secret}):
+        pass
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), timeout=15) == 0
+    log = (await process.stderr.read()).decode()
+    assert "req_forged" in log  # it was logged, as part of its own line
+    assert not [line for line in log.splitlines() if line.startswith(forged[:23]) or "req_forged" in line.split()[:4]]

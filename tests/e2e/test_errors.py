@@ -428,3 +428,18 @@ async def test_a_compressed_body_is_limited_by_its_decompressed_size(aiohttp_ser
     url = gateway.server.make_url("/v1/chat/completions")
     async with aiohttp.ClientSession() as session, session.post(url, data=bomb, headers=headers) as resp:
         await assert_openai_error(resp, 413, "invalid_request_error")
+
+
+async def test_an_upstream_refusing_the_gateways_key_shows_the_client_nothing_of_it(
+    aiohttp_server, upstream, tmp_path, upstream_env, monkeypatch, caplog
+) -> None:
+    monkeypatch.setenv("IZZI_TEST_UPSTREAM_KEY", "sk-proj-wrongwrongwrongAKQZ")
+    gateway = await start_gateway(aiohttp_server, load_config(write_config(tmp_path, str(upstream.make_url("/v1")))),
+                                  upstream)  # fmt: skip
+    async with gateway.client() as client:
+        with pytest.raises(openai.InternalServerError) as caught:
+            await client.chat.completions.create(model="gpt-4o", messages=HELLO)
+    error = caught.value.body
+    assert caught.value.status_code == 502 and error["type"] == "upstream_error"
+    assert "'fake'" in error["message"] and "AKQZ" not in error["message"] and "wrong" not in error["message"]
+    assert "Incorrect API key provided" in caplog.text and "wrongwrong" not in caplog.text  # the operator's log

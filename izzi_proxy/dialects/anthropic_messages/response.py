@@ -19,6 +19,7 @@ from izzi_proxy.bodies import check_encodable
 from izzi_proxy.dialects.anthropic_messages.request import tool_input
 from izzi_proxy.dialects.tool_ids import anthropic_id
 from izzi_proxy.errors import InvalidRequest, UpstreamConnectionError, UpstreamError
+from izzi_proxy.masking import mask_secrets
 
 STOP_REASONS = frozenset(
     {
@@ -193,7 +194,9 @@ class StreamParser:
         kind = wire.type
         if kind == "error":
             message = (wire.error or {}).get("message", event.data)
-            raise UpstreamError(f"Upstream {self.upstream!r} failed mid-stream: {message}", upstream=self.upstream)
+            raise UpstreamError(
+                f"Upstream {self.upstream!r} failed mid-stream: {mask_secrets(str(message))}", upstream=self.upstream
+            )
         if kind == "message_start" and wire.message is not None:
             self.usage = merge_usage(None, wire.message.usage)
             return [c.Start(wire.message.id, wire.message.model, self.usage)]

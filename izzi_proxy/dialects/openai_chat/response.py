@@ -17,6 +17,7 @@ from izzi_proxy import canonical as c
 from izzi_proxy import sse
 from izzi_proxy.dialects.tool_ids import openai_id
 from izzi_proxy.errors import UpstreamConnectionError, UpstreamError
+from izzi_proxy.masking import mask_secrets
 
 FINISH_TO_STOP: dict[str, c.StopReason] = {
     "stop": "end_turn",
@@ -203,7 +204,7 @@ class StreamParser:
             return []  # a keep-alive or a vendor's extra event
         if chunk.error is not None:
             raise UpstreamError(
-                f"Upstream {self.upstream!r} failed mid-stream: {chunk.error.get('message', chunk.error)}",
+                f"Upstream {self.upstream!r} failed mid-stream: {mask_secrets(str(chunk.error.get('message', '')))}",
                 upstream=self.upstream,
             )
         out: list[c.StreamEvent] = []

@@ -126,7 +126,20 @@ def test_error_types_in_both_envelopes(error, status: int, type_: str) -> None:
     assert ANTHROPIC_MESSAGES.stream_error(error).startswith(b'event: error\ndata: {"type":"error"')
 
 
-@pytest.mark.parametrize(("status", "retryable"), [(408, True), (429, True), (500, True), (529, True), (401, False),
-                                                   (403, False), (404, False), (400, False)])  # fmt: skip
+@pytest.mark.parametrize(("status", "retryable"), [(408, True), (429, True), (500, True), (529, True), (401, True),
+                                                   (403, True), (404, False), (400, False)])  # fmt: skip
 def test_which_upstream_statuses_fall_back(status: int, retryable: bool) -> None:
+    """401 and 403 are the operator's key at that upstream: another route may still answer."""
     assert upstream_error("u", status, "m").retryable is retryable
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_an_upstream_refusing_the_gateways_key_is_named_and_nothing_more(status: int) -> None:
+    error = upstream_error("xai", status, "Incorrect API key provided: bad-sk***AKQZ", "invalid_api_key")
+    assert (error.status, error.type) == (502, "upstream_error")
+    assert "xai" in error.message and "AKQZ" not in error.message and "Incorrect" not in error.message
+
+
+def test_other_upstream_errors_keep_status_type_and_a_masked_message() -> None:
+    error = upstream_error("openai", 429, "Slow down, key sk-proj-abcdefghijklmnop", "rate_limit_exceeded")
+    assert error.message == ("Upstream 'openai' returned HTTP 429: Slow down, key sk-p…(masked) (rate_limit_exceeded)")
