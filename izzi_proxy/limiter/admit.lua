@@ -5,10 +5,15 @@
 --       7 day counter ttl (ms), 8 "1" to check the IP, 9 "1" to consume (0: peek)
 -- Returns {allowed, reason, retry_after_ms, remaining, reset_at_ms, in_flight, used_today}
 -- (numbers as strings: Redis would truncate Lua floats).
-local now = tonumber(ARGV[1])
+-- KEYS[1] holds "<tat> <latest now counted>": a request stamped (by its process) before one
+-- already counted is counted at that one's time, so several processes' requests arriving
+-- out of order are not refused for it.
 local rpm, concurrent, daily = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local interval = 60000 / rpm
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local saved = redis.call('GET', KEYS[1]) or '0'
+local tat_text, seen_text = string.match(saved, '^(%S+)%s*(%S*)$')
+local tat = tonumber(tat_text) or 0
+local now = math.max(tonumber(ARGV[1]), tonumber(seen_text) or 0)
 local start = math.max(tat, now)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local in_flight = redis.call('ZCARD', KEYS[2])
@@ -35,7 +40,7 @@ if in_flight >= concurrent then
   return answer(0, 'concurrent', math.min(1000, tonumber(soonest[2]) - now), remaining(start), start, in_flight, used)
 end
 local new_tat = start + interval
-redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
+redis.call('SET', KEYS[1], tostring(new_tat) .. ' ' .. tostring(now), 'PX', math.ceil(new_tat - now) + 1000)
 local ttl = tonumber(ARGV[6])
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ttl * 2)

@@ -14,6 +14,7 @@ _SWEEP_EVERY = 10_000  # calls
 @dataclass(slots=True)
 class _Account:
     tat: float = 0.0
+    seen: float = 0.0  # the latest time a request was counted at (see admit.lua)
     leases: dict[str, float] = field(default_factory=dict)  # lease -> expiry
     day: str = ""
     used_today: int = 0
@@ -53,6 +54,7 @@ class MemoryLimiter:
         self, account: str, limits: Limits, lease_id: str, now: float, lease_ttl_s: float, ip: str | None = None
     ) -> Decision:
         s = self._account(account, now)
+        now = max(now, s.seen)  # a request stamped before one already counted is counted at its time
         if blocked := self._blocked(ip, now):
             return Decision(False, "ip", blocked, gcra_peek(s.tat, now, limits.rpm), max(s.tat, now),
                             len(s.leases), s.used_today)  # fmt: skip
@@ -67,7 +69,7 @@ class MemoryLimiter:
             soonest = min(s.leases.values()) - now
             return Decision(False, "concurrent", min(1.0, soonest), gcra_peek(s.tat, now, limits.rpm),
                             max(s.tat, now), len(s.leases), s.used_today)  # fmt: skip
-        s.tat = tat
+        s.tat, s.seen = tat, now
         s.leases[lease_id] = now + lease_ttl_s
         s.used_today += 1
         return Decision(True, None, 0.0, remaining, tat, len(s.leases), s.used_today, lease_id)

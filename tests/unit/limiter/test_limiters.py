@@ -50,6 +50,15 @@ async def test_requests_per_minute_gcra(limiter, account) -> None:
     assert rested.remaining == 60  # a full bucket again
 
 
+async def test_requests_stamped_out_of_order_are_not_refused_for_it(limiter, account) -> None:
+    """Two processes stamp requests with their own clock; they may reach the limiter in the
+    other order. A full minute's worth still comes at once."""
+    limits = Limits(rpm=2, concurrent=1000, daily=10_000)
+    assert (await limiter.admit(account, limits, lease(), T0 + 0.005, TTL)).allowed
+    assert (await limiter.admit(account, limits, lease(), T0, TTL)).allowed  # stamped 5 ms before the first
+    assert (await limiter.admit(account, limits, lease(), T0 + 0.01, TTL)).reason == "rpm"
+
+
 async def test_concurrency_leases(limiter, account) -> None:
     limits = Limits(rpm=1000, concurrent=2, daily=10_000)
     a = await limiter.admit(account, limits, "a", T0, TTL)
