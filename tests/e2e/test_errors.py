@@ -53,7 +53,13 @@ async def test_bad_json(http: aiohttp.ClientSession) -> None:
         ({"model": "gpt-4o", "messages": HELLO, "stream": "yes"}, "stream", "Expected `bool"),
         ({"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "text"}]}]},
          "messages[0].content[0].text", "needs `text`"),
-        ({"model": "gpt-4o", "messages": HELLO, "n": 0}, "n", "at least 1"),
+        ({"model": "gpt-4o", "messages": HELLO, "n": 0}, "n", "Expected `int` >= 1"),
+        ({"model": "gpt-4o", "messages": HELLO, "n": 1000}, "n", "Expected `int` <= 128"),
+        ({"model": "gpt-4o", "messages": HELLO, "max_tokens": 0}, "max_tokens", "Expected `int` >= 1"),
+        ({"model": "gpt-4o", "messages": HELLO, "max_completion_tokens": -1}, "max_completion_tokens", ">= 1"),
+        ({"model": "gpt-4o", "messages": HELLO, "temperature": 2.5}, "temperature", "<= 2"),
+        ({"model": "gpt-4o", "messages": HELLO, "top_p": -0.1}, "top_p", ">= 0"),
+        ({"model": "gpt-4o", "messages": HELLO, "presence_penalty": 3}, "presence_penalty", "<= 2"),
         (["not", "an", "object"], None, "JSON object"),
     ],
 )  # fmt: skip
@@ -443,3 +449,19 @@ async def test_an_upstream_refusing_the_gateways_key_shows_the_client_nothing_of
     assert caught.value.status_code == 502 and error["type"] == "upstream_error"
     assert "'fake'" in error["message"] and "AKQZ" not in error["message"] and "wrong" not in error["message"]
     assert "Incorrect API key provided" in caplog.text and "wrongwrong" not in caplog.text  # the operator's log
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/messages", {"model": "claude", "max_tokens": 10, "messages": HELLO, "temperature": 1.5}, "temperature"),
+        ("/v1/messages", {"model": "claude", "max_tokens": 10, "messages": HELLO, "top_k": -1}, "top_k"),
+        ("/v1/responses", {"model": "gpt-4o", "input": "Hi", "temperature": 3}, "temperature"),
+        ("/v1/responses", {"model": "gpt-4o", "input": "Hi", "max_output_tokens": 0}, "max_output_tokens"),
+    ],
+)
+async def test_out_of_range_values_are_refused_in_every_format(http: aiohttp.ClientSession, path, body, param) -> None:
+    async with http.post(path, json=body) as resp:
+        assert resp.status == 400
+        error = (await resp.json())["error"]
+    assert error["type"] == "invalid_request_error" and param in error["message"]

@@ -10,7 +10,7 @@ signature and never sent elsewhere.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
@@ -18,7 +18,7 @@ import orjson
 from izzi_proxy import canonical as c
 from izzi_proxy.bodies import check_encodable, decode_object
 from izzi_proxy.dialects import ParsedRequest
-from izzi_proxy.dialects.openai_chat.request import invalid
+from izzi_proxy.dialects.openai_chat.request import Probability, invalid
 from izzi_proxy.dialects.tool_ids import anthropic_id
 from izzi_proxy.errors import InvalidRequest
 
@@ -96,9 +96,9 @@ class CountTokensRequest(msgspec.Struct):
 class MessagesRequest(CountTokensRequest):
     max_tokens: int = 0  # required: checked in parse (a Struct's required fields come first)
     stream: bool | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None  # Anthropic's range
+    top_p: Probability | None = None
+    top_k: Annotated[int, msgspec.Meta(ge=0)] | None = None
     stop_sequences: list[str] | None = None
     metadata: _Metadata | None = None
     output_config: _OutputConfig | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -87,16 +87,26 @@ class _StreamOptions(msgspec.Struct):
     include_usage: bool | None = None
 
 
+# The ranges OpenAI's API enforces, so that what it would refuse is refused here, naming it.
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)]
+Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
+Penalty = Annotated[float, msgspec.Meta(ge=-2, le=2)]
+
+
 class ChatRequest(msgspec.Struct):
     model: str
     messages: list[_Message]
     stream: bool | None = None
     stream_options: _StreamOptions | None = None
-    n: int | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
+    n: Annotated[int, msgspec.Meta(ge=1, le=128)] | None = None
+    max_tokens: Positive | None = None
+    max_completion_tokens: Positive | None = None
+    temperature: Temperature | None = None
+    top_p: Probability | None = None
+    frequency_penalty: Penalty | None = None
+    presence_penalty: Penalty | None = None
+    top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] | None = None
     stop: str | list[str] | None = None
     tools: list[_Tool] | None = None
     tool_choice: str | _NamedToolChoice | None = None
@@ -136,8 +146,6 @@ def parse(raw: bytes) -> ParsedRequest:
                         f"Content part of type {part.type!r} needs `{needed}`",
                         param=f"messages[{i}].content[{j}].{needed}",
                     )
-    if req.n is not None and req.n < 1:
-        raise InvalidRequest("`n` must be at least 1", param="n")
     return ParsedRequest(body=body, model=req.model, stream=bool(req.stream), typed=req)
 
 

@@ -24,7 +24,7 @@ import orjson
 from izzi_proxy import canonical as c
 from izzi_proxy.bodies import decode_object
 from izzi_proxy.dialects import ParsedRequest, parse_data_url
-from izzi_proxy.dialects.openai_chat.request import invalid
+from izzi_proxy.dialects.openai_chat.request import Positive, Probability, Temperature, invalid
 from izzi_proxy.errors import InvalidRequest
 
 log = logging.getLogger("izzi.translate")
@@ -97,9 +97,9 @@ class ResponsesRequest(msgspec.Struct):
     model: str
     input: str | list[_Item] | None = None
     instructions: str | None = None
-    max_output_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
+    max_output_tokens: Positive | None = None
+    temperature: Temperature | None = None
+    top_p: Probability | None = None
     tools: list[_Tool] | None = None
     tool_choice: str | _ToolChoice | None = None
     parallel_tool_calls: bool | None = None
@@ -140,8 +140,6 @@ def _validated(body: dict[str, Any]) -> ResponsesRequest:
             raise InvalidRequest(f"`role` must be one of {', '.join(ROLES)}", param=f"input[{i}].role")
         if item.type in ("function_call", "function_call_output") and not item.call_id:
             raise InvalidRequest(f"A {item.type} item needs `call_id`", param=f"input[{i}].call_id")
-    if req.max_output_tokens is not None and req.max_output_tokens < 1:
-        raise InvalidRequest("`max_output_tokens` must be at least 1", param="max_output_tokens")
     return req
 
 
