@@ -18,9 +18,16 @@ def plan_of(config: LimitsConfig, key: ApiKey) -> Plan:
     return config.plans.get(key.plan) or config.plans[config.default_plan]
 
 
-def limits_for(config: LimitsConfig, key: ApiKey) -> tuple[Plan, Limits]:
+COUNT_TOKENS_DAILY = 10**9  # count_tokens calls are limited per minute only
+
+
+def limits_for(config: LimitsConfig, key: ApiKey, limit: str = "requests") -> tuple[Plan, Limits]:
+    """The plan and the limits that admit a request: the plan's own (with the account's
+    overrides), or, for ``count_tokens``, its per-minute figure for those calls."""
     plan = plan_of(config, key)
     values = {name: int(key.overrides.get(name, getattr(plan, name))) for name in LIMIT_NAMES}
+    if limit == "count_tokens":
+        values.update(rpm=plan.count_tokens_per_minute, daily=COUNT_TOKENS_DAILY)
     return plan, Limits(**values)
 
 

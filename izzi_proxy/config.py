@@ -89,6 +89,11 @@ class Plan:
     tiers: frozenset[str]
     credits_per_5h: float | None = None
     price_usd_month: float | None = None
+    count_tokens_rpm: int = 0  # count_tokens calls per minute, apart from rpm (0: twice rpm)
+
+    @property
+    def count_tokens_per_minute(self) -> int:
+        return self.count_tokens_rpm or 2 * self.rpm
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,8 +321,11 @@ def load_plans(path: Path) -> tuple[Mapping[str, Plan], str]:
             raise r.error("tiers", f"{unknown[0]!r} is not one of {', '.join(TIERS)}")
         credits = r.get("credits_per_5h", float)
         price = r.get("price_usd_month", float)
+        counts = r.get("count_tokens_rpm", int, 0)
+        if counts < 0:
+            raise r.error("count_tokens_rpm", "must be 0 (twice rpm) or more")
         plans[plan_id] = Plan(plan_id, r.get("name", str, plan_id), **limits, tiers=frozenset(tiers),
-                              credits_per_5h=credits, price_usd_month=price)  # fmt: skip
+                              credits_per_5h=credits, price_usd_month=price, count_tokens_rpm=counts)  # fmt: skip
         r.reject_unknown()
     if not plans:
         raise ConfigError(path, "plans", "define at least one plan")

@@ -104,13 +104,16 @@ def generation(dialect: Dialect) -> Handler:
     return handle
 
 
-@endpoint(ANTHROPIC_MESSAGES)
+@endpoint(ANTHROPIC_MESSAGES, metered=True, limit="count_tokens")
 async def count_tokens(request: web.Request) -> web.Response:
     """``POST /v1/messages/count_tokens``: the upstream's exact count where it has one
-    (Claude models), else a local estimate; ``x-izzi-token-count`` says which."""
+    (Claude models), else a local estimate; ``x-izzi-token-count`` says which. Limited by
+    the plan's ``count_tokens_rpm``, and recorded (with no usage: a count costs nothing)."""
     parsed = ANTHROPIC_MESSAGES.parse_count_tokens(await read_body(request))
     entry = resolve(request, parsed.model)
     check_model(request.app[CONFIG].limits, request[API_KEY], entry)
+    record = request[RECORD]
+    record.model, record.requested_model = entry.id, parsed.model
     headers = ANTHROPIC_MESSAGES.forward_headers(request.headers)
     counters = request.app[ROUTER].token_counters(entry)
     for i, (route, counter) in enumerate(counters):
@@ -120,6 +123,7 @@ async def count_tokens(request: web.Request) -> web.Response:
             if err.retryable and i < len(counters) - 1:
                 continue
             raise
+        record.upstream, record.upstream_model = route.upstream, route.model
         return json_response({"input_tokens": counted}, headers={TOKEN_COUNT_HEADER: "exact"})
     estimated = tokens.estimate_messages_body(parsed.body)
     return json_response({"input_tokens": estimated}, headers={TOKEN_COUNT_HEADER: "estimated"})

@@ -28,6 +28,7 @@ class RouteInfo:
     dialect: Dialect  # the shape of its answers and errors
     public: bool = False  # answers without a key (and skips IP blocking)
     metered: bool = False  # admitted by the rate limits with a lease, and leaves a usage record
+    limit: str = "requests"  # which of the plan's limits admit it: "requests", or "count_tokens"
     # another dialect when the request carries a header (the Anthropic shape of /v1/models
     # for clients that send anthropic-version)
     by_header: tuple[tuple[str, Dialect], ...] = ()
@@ -47,9 +48,10 @@ def endpoint(
     *,
     public: bool = False,
     metered: bool = False,
+    limit: str = "requests",
     by_header: tuple[tuple[str, Dialect], ...] = (),
 ) -> Callable[[Handler], Handler]:
-    info = RouteInfo(dialect, public, metered, by_header)
+    info = RouteInfo(dialect, public, metered, limit, by_header)
 
     def tag(handler: Handler) -> Handler:
         setattr(handler, _ATTRIBUTE, info)

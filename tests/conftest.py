@@ -92,6 +92,14 @@ concurrent = 3
 daily = 2000
 tiers = ["maintained", "budget", "standard", "premium"]
 
+[plans.counted]
+name = "Counted"
+rpm = 1000
+concurrent = 100
+daily = 100000
+count_tokens_rpm = 3
+tiers = ["maintained", "budget", "standard", "premium"]
+
 [plans.unlimited]
 name = "Unlimited"
 rpm = 1000000

@@ -78,10 +78,13 @@ def make_rate_limit(config: Config) -> Middleware:
         key = request.get(API_KEY)
         if key is None:
             return await handler(request)
-        plan, limits = limits_for(settings, key)
+        info = route_info(request)
+        bucket = info.limit if info is not None else "requests"
+        plan, limits = limits_for(settings, key, bucket)
         limiter, keeper = request.app[LIMITER], request.app[LEASES]
         account, ip = str(key.account_id), request.get(CLIENT_IP)
-        info = route_info(request)
+        if bucket != "requests":
+            account = f"{account}:{bucket}"  # its own counters: count_tokens does not spend the day
         if info is None or not info.metered:
             decision = await limiter.peek(account, limits, time.time(), ip)
         else:

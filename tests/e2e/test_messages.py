@@ -11,8 +11,9 @@ import pytest
 from anthropic.types import Message, RawMessageStreamEvent
 from pydantic import TypeAdapter
 
+from izzi_proxy.config import load_config
 from izzi_proxy.testing import sign_thinking
-from tests.conftest import ANTHROPIC_KEY, Gateway
+from tests.conftest import ANTHROPIC_KEY, Gateway, start_gateway, write_config
 from tests.e2e.shapes import assert_anthropic_error
 
 HELLO = [{"role": "user", "content": "Hello there"}]
@@ -361,3 +362,28 @@ async def test_count_tokens_estimated_for_other_models(gateway: Gateway, claude:
     assert raw.headers["x-izzi-token-count"] == "estimated"
     assert (await raw.parse()).input_tokens > 100
     assert gateway.received == []  # nothing went upstream
+
+
+async def test_count_tokens_is_recorded(gateway: Gateway, claude: anthropic.AsyncAnthropic) -> None:
+    for model, upstream in [("claude", "claude"), ("gpt-4o", None)]:
+        raw = await claude.messages.with_raw_response.count_tokens(model=model, messages=HELLO)
+        record = await gateway.record(raw.headers["x-request-id"])
+        assert (record.endpoint, record.model, record.upstream, record.status) == (
+            "/v1/messages/count_tokens",
+            model,
+            upstream,
+            200,
+        )
+        assert record.usage is None  # a count costs nothing
+
+
+async def test_count_tokens_has_its_own_limit(aiohttp_server, upstream, anthropic_upstream, tmp_path, upstream_env):
+    path = write_config(tmp_path, str(upstream.make_url("/v1")), anthropic_url=str(anthropic_upstream.make_url("")))
+    gateway = await start_gateway(aiohttp_server, load_config(path), upstream, plan="counted")
+    async with gateway.anthropic() as claude:
+        for _ in range(3):
+            await claude.messages.count_tokens(model="gpt-4o", messages=HELLO)
+        with pytest.raises(anthropic.RateLimitError) as caught:
+            await claude.messages.count_tokens(model="gpt-4o", messages=HELLO)
+        assert caught.value.response.headers["retry-after"] and "3 requests per minute" in caught.value.message
+        await claude.messages.create(model="claude", max_tokens=10, messages=HELLO)  # the plan's requests: untouched
