@@ -11,7 +11,19 @@ from izzi_proxy import handlers, middleware, models_api, relay, responses_api
 from izzi_proxy.config import Config
 from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
-from izzi_proxy.keys import BLOCKED_IPS, CONFIG, LEASES, LEDGER, LIMITER, ROUTER, SESSION, STREAMS, USAGE_WRITER
+from izzi_proxy.keys import (
+    BLOCKED_IPS,
+    CONFIG,
+    LEASES,
+    LEDGER,
+    LIMITER,
+    LOAD,
+    ROUTER,
+    SESSION,
+    STREAMS,
+    USAGE_WRITER,
+    Load,
+)  # fmt: skip
 from izzi_proxy.ledger import open_ledger
 from izzi_proxy.ledger.writer import UsageWriter
 from izzi_proxy.limiter import open_limiter
@@ -41,6 +53,7 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
     app.cleanup_ctx.append(responses_api.purge_expired)
     app[STREAMS] = set()
     app[BLOCKED_IPS] = {}
+    app[LOAD] = Load()
     app.on_response_prepare.append(add_request_id)
     app.on_response_prepare.append(add_rate_headers)
     app.on_shutdown.append(relay.stop_streams)

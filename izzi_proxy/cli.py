@@ -80,6 +80,7 @@ def serve(config: Config, args: argparse.Namespace) -> int:
             host=host,
             port=port,
             shutdown_timeout=config.server.shutdown_timeout_s + SHUTDOWN_GRACE_S,
+            keepalive_timeout=config.server.keepalive_timeout_s,
             access_log=None,
             handler_cancellation=True,
             loop=loop,

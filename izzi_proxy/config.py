@@ -48,6 +48,10 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 32 * 1024 * 1024
+    body_timeout_s: float = 30.0  # a request's body must have arrived within this
+    max_body_bytes_in_flight: int = 256 * 1024 * 1024  # bodies held at once, all requests together
+    max_requests_in_flight: int = 1000  # requests being served at once (a stream until its end)
+    keepalive_timeout_s: float = 15.0  # an idle client connection is closed after this
     shutdown_timeout_s: float = 30.0
     log_level: str = "info"
 
@@ -371,6 +375,10 @@ def _server(r: _Reader) -> ServerConfig:
         host=r.get("host", str, d.host),
         port=port,
         max_body_bytes=int(r.positive("max_body_mb", d.max_body_bytes / 2**20) * 2**20),
+        body_timeout_s=r.positive("body_timeout_s", d.body_timeout_s),
+        max_body_bytes_in_flight=int(r.positive("max_body_mb_in_flight", d.max_body_bytes_in_flight / 2**20) * 2**20),
+        max_requests_in_flight=int(r.positive("max_requests_in_flight", d.max_requests_in_flight)),
+        keepalive_timeout_s=r.positive("keepalive_timeout_s", d.keepalive_timeout_s),
         shutdown_timeout_s=r.positive("shutdown_timeout_s", d.shutdown_timeout_s),
         log_level=level,
     )

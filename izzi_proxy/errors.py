@@ -5,6 +5,7 @@ Exception tree::
     GatewayError                    500 server_error
     ├── InvalidRequest              400 invalid_request_error
     │   ├── MethodNotAllowed        405 invalid_request_error
+    │   ├── BodyTimeout             408 invalid_request_error (the body did not arrive in time)
     │   ├── RequestTooLarge         413 invalid_request_error
     │   └── WebSocketRefused        426 invalid_request_error (Responses over WebSocket: use HTTP)
     ├── AuthenticationFailed        401 authentication_error
@@ -14,6 +15,7 @@ Exception tree::
     ├── RateLimited                 429 rate_limit_error   (requests per minute, in flight)
     │   └── QuotaExceeded           429 quota_exceeded     (requests per day)
     ├── LimiterUnavailable          503 service_unavailable (shared limiter down, policy "closed")
+    │   └── Overloaded              503 service_unavailable (the gateway's own caps on what is in flight)
     ├── UpstreamError               502 upstream_error     (upstream answered with an error)
     │   ├── UpstreamRejected        400 invalid_request_error (upstream refused the request's content)
     │   └── UpstreamConnectionError 502 connection_error   (unreachable, timed out, cut off)
@@ -59,6 +61,10 @@ class MethodNotAllowed(InvalidRequest):
 
 class RequestTooLarge(InvalidRequest):
     status = 413
+
+
+class BodyTimeout(InvalidRequest):
+    status = 408
 
 
 class WebSocketRefused(InvalidRequest):
@@ -107,6 +113,10 @@ class QuotaExceeded(RateLimited):
 class LimiterUnavailable(_RetryLater):
     status = 503
     type = "service_unavailable"
+
+
+class Overloaded(LimiterUnavailable):
+    """The gateway is serving as many requests, or holding as many body bytes, as it may."""
 
 
 class NotFound(GatewayError):

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestPayloadError
 
 from izzi_proxy import relay, tokens
 from izzi_proxy.access import check_model
@@ -22,29 +20,17 @@ from izzi_proxy.dialects import Dialect, ParsedRequest, StreamTap
 from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
 from izzi_proxy.dialects.echo import echo_in_body
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
-from izzi_proxy.errors import InvalidRequest, NotFound, RequestTooLarge, UpstreamError
-from izzi_proxy.keys import API_KEY, CONFIG, RECORD, REQUEST_ID, ROUTER
+from izzi_proxy.errors import NotFound, UpstreamError
+from izzi_proxy.keys import API_KEY, BODY, CONFIG, RECORD, REQUEST_ID, ROUTER
 from izzi_proxy.routes import Handler, endpoint
 from izzi_proxy.translate import TranslatingTap
 
 TOKEN_COUNT_HEADER = "x-izzi-token-count"
 
 
-async def read_body(request: web.Request) -> bytes:
-    limit = request.app[CONFIG].server.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise RequestTooLarge(f"Request body is {request.content_length} bytes, over the limit of {limit} bytes")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise RequestTooLarge(f"Request body is over the limit of {limit} bytes") from None
-    except (RequestPayloadError, HttpProcessingError):  # a body its Content-Encoding does not fit, or cut
-        encoding = request.headers.get("Content-Encoding", "")
-        what = f"valid {encoding} (its Content-Encoding)" if encoding else "complete"
-        raise InvalidRequest(f"Request body is not {what}") from None
-    if not raw:
-        raise InvalidRequest("Request body is empty; send a JSON object")
-    return raw
+def read_body(request: web.Request) -> bytes:
+    """The request's body, read (bounded in size and time) by the body middleware."""
+    return request[BODY]
 
 
 def resolve(request: web.Request, model: str) -> ModelEntry:
@@ -98,7 +84,7 @@ def generation(dialect: Dialect) -> Handler:
 
     @endpoint(dialect, metered=True)
     async def handle(request: web.Request) -> web.StreamResponse:
-        parsed = dialect.parse(await read_body(request))
+        parsed = dialect.parse(read_body(request))
         return (await generate(request, dialect, parsed)).response
 
     return handle
@@ -109,7 +95,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     """``POST /v1/messages/count_tokens``: the upstream's exact count where it has one
     (Claude models), else a local estimate; ``x-izzi-token-count`` says which. Limited by
     the plan's ``count_tokens_rpm``, and recorded (with no usage: a count costs nothing)."""
-    parsed = ANTHROPIC_MESSAGES.parse_count_tokens(await read_body(request))
+    parsed = ANTHROPIC_MESSAGES.parse_count_tokens(read_body(request))
     entry = resolve(request, parsed.model)
     check_model(request.app[CONFIG].limits, request[API_KEY], entry)
     record = request[RECORD]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import ClientSession, web
@@ -15,6 +16,15 @@ if TYPE_CHECKING:
     from izzi_proxy.limiter.leases import LeaseKeeper
     from izzi_proxy.router import Router
 
+
+@dataclass(slots=True)
+class Load:
+    """What this process serves right now (the capacity and body middlewares keep it)."""
+
+    requests: int = 0
+    body_bytes: int = 0
+
+
 # On the app
 CONFIG: web.AppKey[Config] = web.AppKey("izzi.config")
 LEDGER: web.AppKey[Ledger] = web.AppKey("izzi.ledger")
@@ -25,6 +35,7 @@ STREAMS: web.AppKey[set[asyncio.Task[object]]] = web.AppKey("izzi.streams")
 LIMITER: web.AppKey[Limiter] = web.AppKey("izzi.limiter")
 LEASES: web.AppKey[LeaseKeeper] = web.AppKey("izzi.leases")
 BLOCKED_IPS: web.AppKey[dict[str, float]] = web.AppKey("izzi.blocked_ips")  # ip -> blocked until (epoch s)
+LOAD: web.AppKey[Load] = web.AppKey("izzi.load")  # what is in flight, for the gateway-wide caps
 
 # On each request
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("izzi.request_id")
@@ -32,3 +43,4 @@ API_KEY: web.RequestKey[ApiKey] = web.RequestKey("izzi.api_key")
 RECORD: web.RequestKey[UsageRecord] = web.RequestKey("izzi.usage_record")
 CLIENT_IP: web.RequestKey[str] = web.RequestKey("izzi.client_ip")  # unset for allow-listed IPs
 RATE_HEADERS: web.RequestKey[dict[str, str]] = web.RequestKey("izzi.rate_headers")
+BODY: web.RequestKey[bytes] = web.RequestKey("izzi.body")  # read by the body middleware

@@ -34,7 +34,7 @@ PURGE_EVERY_S = 3600.0
 
 @endpoint(OPENAI_RESPONSES, metered=True)
 async def create(request: web.Request) -> web.StreamResponse:
-    parsed = OPENAI_RESPONSES.parse(await read_body(request))
+    parsed = OPENAI_RESPONSES.parse(read_body(request))
     account_id = request[API_KEY].account_id
     previous = parsed.typed.req.previous_response_id
     if previous:

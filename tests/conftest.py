@@ -92,6 +92,13 @@ concurrent = 3
 daily = 2000
 tiers = ["maintained", "budget", "standard", "premium"]
 
+[plans.one]
+name = "One at a time"
+rpm = 1000
+concurrent = 1
+daily = 100000
+tiers = ["maintained", "budget", "standard", "premium"]
+
 [plans.counted]
 name = "Counted"
 rpm = 1000
