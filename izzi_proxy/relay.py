@@ -68,10 +68,10 @@ async def relay_stream(
         # (stop_streams): a client still there is told, and the record says so.
         try:
             await response.write(_error_frame(tap, dialect, ServerError("The stream was cut: the gateway is stopping")))
+            record.status, record.outcome, record.error_type = response.status, "error", "server_error"
+            await response.write_eof()  # a proper end of the chunked body, not a cut connection
         except Exception:
             pass  # the client is gone: the metering middleware records the hang-up
-        else:
-            record.status, record.outcome, record.error_type = response.status, "error", "server_error"
         raise
     except ConnectionResetError:
         raise  # the client hung up (aiohttp's default mode): nobody to tell

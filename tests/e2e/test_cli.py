@@ -16,6 +16,7 @@ import aiohttp
 import openai
 import pytest
 
+from izzi_proxy.ledger import open_ledger
 from tests.conftest import free_port
 
 MODELS = '[models."echo"]\nname = "Echo"\ntier = "maintained"\ninput = 1\noutput = 2\nroutes = ["mock:echo"]\n'
@@ -130,6 +131,26 @@ async def test_serve_answers_and_stops_gracefully(served) -> None:
     assert await asyncio.wait_for(process.wait(), timeout=15) == 0
     log = (await process.stderr.read()).decode()
     assert "serving on" in log and "Traceback" not in log
+
+
+@pytest.mark.parametrize("served", [0.3], indirect=True)
+async def test_a_stream_cut_at_shutdown_ends_properly_and_is_recorded(served, tmp_path: Path) -> None:
+    url, secret, process = served
+    body = {"model": "echo", "messages": [{"role": "user", "content": "a stream too long to finish"}], "stream": True}
+    async with aiohttp.ClientSession() as session:
+        resp = await session.post(url + "/v1/chat/completions", json=body, headers={"x-api-key": secret})
+        await resp.content.readline()
+        process.send_signal(signal.SIGTERM)
+        raw = await resp.read()  # a terminated chunked body: no ClientPayloadError
+        request_id = resp.headers["x-request-id"]
+    assert raw.rstrip().endswith(b"}") and b"the gateway is stopping" in raw
+    assert await asyncio.wait_for(process.wait(), timeout=15) == 0
+    ledger = await open_ledger(f"sqlite:///{tmp_path}/db.sqlite3")
+    try:
+        (record,) = await ledger.usage_records(request_id=request_id)
+    finally:
+        await ledger.aclose()
+    assert (record.status, record.outcome, record.error_type) == (200, "error", "server_error")
 
 
 @pytest.mark.parametrize("served", [0.3], indirect=True)
