@@ -4,7 +4,8 @@ OpenAI's list shape by default, with our tier, context window, pricing and alias
 request that carries ``anthropic-version`` (the anthropic SDK, Claude Code) gets
 Anthropic's: ``ModelInfo`` objects in a page with ``first_id`` / ``last_id`` /
 ``has_more``, paged by ``limit`` (1 to 1000, default 20), ``after_id`` and ``before_id``;
-its errors are Anthropic's too. Only catalog ids are listed; ``/v1/models/{id}`` also
+its errors are Anthropic's too (the paging parameters are checked for OpenAI's shape too,
+which is never paged). Only catalog ids are listed; ``/v1/models/{id}`` also
 resolves aliases, dated vendor ids and family names to the model that serves them.
 """
 
@@ -34,10 +35,12 @@ def _shown(request: web.Request, entry: ModelEntry) -> dict[str, Any]:
 
 @endpoint(OPENAI_CHAT, by_header=_ANTHROPIC)
 async def list_models(request: web.Request) -> web.Response:
+    """The paging parameters are checked in both shapes; OpenAI's list is never paged."""
     entries = list(request.app[CONFIG].catalog)
+    page = _page(request.query, [entry.to_anthropic() for entry in entries])
     if dialect_of(request) is not ANTHROPIC_MESSAGES:
         return json_response({"object": "list", "data": [entry.to_openai(_STARTED) for entry in entries]})
-    return json_response(_page(request.query, [entry.to_anthropic() for entry in entries]))
+    return json_response(page)
 
 
 @endpoint(OPENAI_CHAT, by_header=_ANTHROPIC)

@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import SystemRoute
 
 from izzi_proxy.dialects import Dialect
+from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -69,7 +70,10 @@ def route_info(request: web.Request) -> RouteInfo | None:
     return info if isinstance(info, RouteInfo) else UNTAGGED
 
 
+_SYSTEM_ROUTES = RouteInfo(OPENAI_CHAT, by_header=(("anthropic-version", ANTHROPIC_MESSAGES),))
+
+
 def dialect_of(request: web.Request) -> Dialect:
-    """The dialect a request's answers and errors are written in."""
-    info = route_info(request)
-    return OPENAI_CHAT if info is None else info.dialect_for(request)
+    """The dialect a request's answers and errors are written in. An unknown route or a
+    wrong method is answered in Anthropic's shape to a request that says it speaks it."""
+    return (route_info(request) or _SYSTEM_ROUTES).dialect_for(request)

@@ -65,6 +65,7 @@ from izzi_proxy.testing.openai import (
     ScenarioScript,
     _sample,
     estimate_tokens,
+    schema_problem,
     scripted_call,
     stream_frames,
 )
@@ -389,6 +390,9 @@ def _validate(body: Any, endpoint: str, betas: str = "") -> None:
         raise _Invalid("cache_control: Input should be {'type': 'ephemeral'}, with a ttl of 5m or 1h")
     if len(points) > 4:
         raise _Invalid(f"A maximum of 4 blocks with cache_control may be provided. Found {len(points)}.")
+    for i, tool in enumerate(body.get("tools") or []):
+        if "input_schema" in tool and (problem := schema_problem(tool["input_schema"])):
+            raise _Invalid(f"tools.{i}.custom.input_schema: JSON schema is invalid: {problem}")
     _check_turns(turns["messages"])
     if thinking.get("type") in ("enabled", "adaptive"):
         _check_thinking_first(turns["messages"])

@@ -67,14 +67,29 @@ def _text_of(content: Any) -> tuple[str, int]:
     return " ".join(texts), images
 
 
-def _sample(schema: dict[str, Any]) -> Any:
-    kind = schema.get("type")
+def _sample(schema: Any) -> Any:
+    """A value for a JSON schema (what a model would fill a tool's arguments with)."""
+    if not isinstance(schema, dict):
+        return None
+    kind = schema.get("type") if isinstance(schema.get("type"), str) else None
     if kind == "object":
-        props = schema.get("properties", {})
-        return {name: _sample(sub) for name, sub in props.items() if name in schema.get("required", props)}
-    if "enum" in schema:
+        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        required = schema.get("required") if isinstance(schema.get("required"), list) else list(props)
+        return {name: _sample(sub) for name, sub in props.items() if name in required}
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
         return schema["enum"][0]
-    return {"string": "Hanoi", "integer": 3, "number": 1.5, "boolean": True, "array": []}.get(kind)
+    return {"string": "Hanoi", "integer": 3, "number": 1.5, "boolean": True, "array": []}.get(kind or "")
+
+
+def schema_problem(schema: Any) -> str | None:
+    """Why a tool's parameter schema would be refused by the APIs: it must describe an object."""
+    if not isinstance(schema, dict):
+        return "must be a JSON schema object"
+    if schema.get("type") != "object":
+        return "must be a JSON schema with type 'object'"
+    if "properties" in schema and not isinstance(schema["properties"], dict):
+        return "properties must be an object"
+    return None
 
 
 _CALL = re.compile(r"\bcall ([\w.-]+) (?=\{)")
@@ -399,6 +414,10 @@ def invalid_request(body: Any) -> str | None:
                 adapter.validate_python(body[key], strict=False)
             except Exception as exc:  # pydantic.ValidationError
                 return f"Invalid `{key}`: {exc}"
+    for i, tool in enumerate(body.get("tools") or []):
+        parameters = (tool.get("function") or {}).get("parameters") if isinstance(tool, dict) else None
+        if parameters is not None and (problem := schema_problem(parameters)):
+            return f"Invalid schema for function in tools[{i}]: {problem}"
     if "max_tokens" in body and "max_completion_tokens" in body:
         return "Send `max_tokens` or `max_completion_tokens`, not both"
     if len(body.get("stop") or []) > 4 and isinstance(body.get("stop"), list):

@@ -15,7 +15,7 @@ from openai.types import Model
 from izzi_proxy.config import DEFAULT_CONFIG, load_config
 from izzi_proxy.keys import CONFIG
 from tests.conftest import Gateway, start_gateway
-from tests.e2e.shapes import assert_anthropic_error
+from tests.e2e.shapes import assert_anthropic_error, assert_openai_error
 
 
 @pytest.fixture
@@ -123,3 +123,10 @@ async def test_openai_shape_without_the_header(bundled: Gateway) -> None:
     async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as resp:
         body = await resp.json()
     assert body["object"] == "list" and len(body["data"]) == 36 and "has_more" not in body
+
+
+async def test_bad_paging_is_refused_in_openais_shape_too(bundled: Gateway) -> None:
+    url, headers = bundled.server.make_url("/v1/models?limit=0"), {"x-api-key": bundled.key}
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as resp:
+        error = await assert_openai_error(resp, 400, "invalid_request_error")
+    assert error["message"].startswith("limit")
