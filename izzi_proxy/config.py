@@ -49,7 +49,7 @@ class ServerConfig:
     port: int = 8080
     max_body_bytes: int = 32 * 1024 * 1024
     body_timeout_s: float = 30.0  # a request's body must have arrived within this
-    max_body_bytes_in_flight: int = 256 * 1024 * 1024  # bodies held at once, all requests together
+    max_body_bytes_in_flight: int = 128 * 1024 * 1024  # bodies held at once, all requests together
     max_requests_in_flight: int = 1000  # requests being served at once (a stream until its end)
     keepalive_timeout_s: float = 15.0  # an idle client connection is closed after this
     shutdown_timeout_s: float = 30.0

@@ -22,12 +22,12 @@ from tests.conftest import free_port
 MODELS = '[models."echo"]\nname = "Echo"\ntier = "maintained"\ninput = 1\noutput = 2\nroutes = ["mock:echo"]\n'
 
 
-def make_config(tmp_path: Path, mock_options: str = "chunks = 4", shutdown_s: float = 10) -> Path:
+def make_config(tmp_path: Path, mock_options: str = "chunks = 4", shutdown_s: float = 10, server: str = "") -> Path:
     (tmp_path / "models.toml").write_text(MODELS)
     path = tmp_path / "izzi.toml"
     path.write_text(
-        f'[server]\nshutdown_timeout_s = {shutdown_s}\n[storage]\ndatabase_url = "sqlite:///{tmp_path}/db.sqlite3"\n'
-        f'[upstreams.mock]\nkind = "mock"\n{mock_options}\n'
+        f"[server]\nshutdown_timeout_s = {shutdown_s}\n{server}\n[storage]\n"
+        f'database_url = "sqlite:///{tmp_path}/db.sqlite3"\n[upstreams.mock]\nkind = "mock"\n{mock_options}\n'
     )
     return path
 
@@ -233,3 +233,25 @@ async def test_nothing_a_client_sends_can_forge_a_log_line(served) -> None:
     log = (await process.stderr.read()).decode()
     assert "req_forged" in log  # it was logged, as part of its own line
     assert not [line for line in log.splitlines() if line.startswith(forged[:23]) or "req_forged" in line.split()[:4]]
+
+
+async def test_an_idle_connection_is_closed_after_the_keepalive_timeout(tmp_path: Path) -> None:
+    config = str(make_config(tmp_path, server="keepalive_timeout_s = 0.5"))
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "izzi_proxy", "serve", "--config", config, "--port", str(port),
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await wait_ready(f"http://127.0.0.1:{port}", process)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        await reader.readexactly(15)  # {"status":"ok"}
+        started = asyncio.get_running_loop().time()
+        assert await asyncio.wait_for(reader.read(), timeout=5) == b""  # closed by the gateway
+        assert asyncio.get_running_loop().time() - started < 3
+        writer.close()
+    finally:
+        process.terminate()
+        await process.wait()
