@@ -465,3 +465,19 @@ async def test_out_of_range_values_are_refused_in_every_format(http: aiohttp.Cli
         assert resp.status == 400
         error = (await resp.json())["error"]
     assert error["type"] == "invalid_request_error" and param in error["message"]
+
+
+async def test_keys_that_are_not_ascii_count_toward_blocking_the_ip(aiohttp_server, upstream, tmp_path, upstream_env):
+    path = write_config(tmp_path, str(upstream.make_url("/v1")), extra="[ip_block]\nmax_failures = 2\n")
+    gateway = await start_gateway(aiohttp_server, load_config(path), upstream)
+    url = gateway.server.make_url("/v1/models")
+
+    async def status(key: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        writer.write(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nx-api-key: " + key + b"\r\nConnection: close\r\n\r\n")
+        head = await reader.readuntil(b"\r\n")
+        writer.close()
+        return head.split()[1]
+
+    assert [await status(b"izzi-\xff\xfe"), await status(b"izzi-\xff\xfd")] == [b"401", b"403"]
+    assert await status(gateway.key.encode()) == b"403"  # blocked, whatever key it now sends
