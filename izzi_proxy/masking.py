@@ -14,17 +14,26 @@ from __future__ import annotations
 import logging
 import re
 
-_SECRET = re.compile(
-    r"""
-      \b(?:sk|rk|pk)-[A-Za-z0-9_\-]{8,}        # OpenAI, Anthropic (sk-ant-…), OpenRouter (sk-or-…)
-    | \b(?:xai|csk|gsk|izzi)[-_][A-Za-z0-9_\-]{8,}  # xAI, Cerebras, Groq, this gateway's own
-    | \bAIza[0-9A-Za-z_\-]{20,}                # Google
-    | (?i:\bbearer\s+)[A-Za-z0-9._~+/=\-]{8,}
-    | (?i:\b(?:api[_-]?key|access[_-]?token|token|secret|password)["']?\s*[:=]\s*["']?)[^\s"',;&]{6,}
-    | \b[A-Za-z0-9_\-]{40,}                    # any long opaque token
-    """,
-    re.VERBOSE,
-)
+# (a word that must be in the lower-cased text, the pattern it guards): a pattern runs only
+# where its word is, so the usual log line costs a few substring scans, not a regex each.
+_RULES = tuple(
+    (hint, re.compile(pattern))
+    for hint, pattern in (
+        ("sk-", r"\bsk-[A-Za-z0-9_\-]{8,}"),  # OpenAI, Anthropic (sk-ant-…), OpenRouter (sk-or-…)
+        ("rk-", r"\brk-[A-Za-z0-9_\-]{8,}"),
+        ("pk-", r"\bpk-[A-Za-z0-9_\-]{8,}"),
+        ("xai", r"\bxai[-_][A-Za-z0-9_\-]{8,}"),  # xAI
+        ("csk", r"\bcsk[-_][A-Za-z0-9_\-]{8,}"),  # Cerebras
+        ("gsk", r"\bgsk[-_][A-Za-z0-9_\-]{8,}"),  # Groq
+        ("izzi", r"\bizzi[-_][A-Za-z0-9_\-]{8,}"),  # this gateway's own (its 6-character prefixes stay)
+        ("aiza", r"\bAIza[0-9A-Za-z_\-]{20,}"),  # Google
+        ("bearer", r"(?i:\bbearer\s+)[A-Za-z0-9._~+/=\-]{8,}"),
+        *((word, rf"(?i:\b{word}[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]{{6,}}")
+          for word in ("api_key", "api-key", "apikey", "access_token", "access-token", "token", "secret",
+                       "password")),
+    )
+)  # fmt: skip
+_LONG = re.compile(r"\b[A-Za-z0-9_\-]{40,}")  # any long opaque token
 _VISIBLE = 4
 
 
@@ -36,7 +45,11 @@ def _hide(found: re.Match[str]) -> str:
 
 
 def mask_secrets(text: str) -> str:
-    return _SECRET.sub(_hide, text)
+    lower = text.lower()
+    for hint, pattern in _RULES:
+        if hint in lower:
+            text = pattern.sub(_hide, text)
+    return _LONG.sub(_hide, text)
 
 
 _ESCAPES = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {
@@ -45,7 +58,7 @@ _ESCAPES = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {
 
 
 def escape_controls(text: str) -> str:
-    return text.translate(_ESCAPES)
+    return text if text.isprintable() else text.translate(_ESCAPES)
 
 
 class SafeFormatter(logging.Formatter):
