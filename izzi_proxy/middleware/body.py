@@ -30,8 +30,11 @@ def make_body(config: Config) -> Middleware:
 
     async def read(request: web.Request) -> bytes:
         try:
-            async with asyncio.timeout(timeout_s):
+            if request.content.is_eof():  # all of it came with the headers: nothing to wait for
                 raw = await request.read()
+            else:
+                async with asyncio.timeout(timeout_s):
+                    raw = await request.read()
         except TimeoutError:
             raise BodyTimeout(f"The request body did not arrive within {timeout_s:g} s") from None
         except web.HTTPRequestEntityTooLarge:
