@@ -1,8 +1,9 @@
 """Izzi Gateway: a self-hosted LLM API gateway.
 
 One API key gives access to many upstream models through the formats that clients
-already speak (OpenAI Chat Completions today; Anthropic Messages and OpenAI Responses
-follow). Providers are plugins found through the ``izzi_proxy.providers`` entry-point group.
+already speak: OpenAI Chat Completions, Anthropic Messages and OpenAI Responses, any
+format with any model. Providers are plugins found through the ``izzi_proxy.providers``
+entry-point group.
 """
 
 from izzi_proxy.app import create_app
