@@ -389,7 +389,7 @@ def _server(r: _Reader) -> ServerConfig:
 def _storage(r: _Reader) -> StorageConfig:
     d = StorageConfig()
     config = StorageConfig(
-        database_url=r.url("database_url", d.database_url, ("sqlite",)),
+        database_url=r.url("database_url", d.database_url, ("sqlite", "postgresql", "postgres")),
         limiter_url=r.url("limiter_url", d.limiter_url, ("memory", "redis", "rediss")),
         limiter_pool_size=r.get("limiter_pool_size", int, d.limiter_pool_size),
         limiter_pool_timeout_s=r.positive("limiter_pool_timeout_s", d.limiter_pool_timeout_s),

@@ -1,8 +1,9 @@
 """The ledger: accounts, API keys and usage records, behind one narrow interface.
 
-Backends: ``sqlite.py`` (the embedded default, WAL mode). A server backend
-(PostgreSQL) implements the same protocol; ``open_ledger`` picks one by URL. Plans,
-balances and holds join this interface with the limits and billing issues.
+Backends: ``sqlite.py`` (the embedded default, WAL mode) and ``postgres.py`` (PostgreSQL
+through asyncpg, for several gateway processes); ``open_ledger`` picks one by URL, and
+one contract test suite runs against both. Balances and holds join this interface with
+the billing issue.
 
 Keys are ``izzi-`` + 43 URL-safe characters (256 bits). Only their SHA-256 is stored,
 with a short prefix for listing; at that entropy a plain hash is as strong as a slow KDF
@@ -41,6 +42,10 @@ def mask(secret: str) -> str:
     if len(secret) <= _VISIBLE + 4:
         return "***"
     return f"{secret[:_VISIBLE]}…{secret[-4:]}"
+
+
+class AlreadyExists(Exception):
+    """A name that must be unique (an account's) is taken."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +143,9 @@ class StoredResponse:
 
 
 class Ledger(Protocol):
+    async def migrate(self) -> int:
+        """Bring the schema up to date (done at open); the version it is at."""
+
     async def create_account(self, name: str, plan: str = "free") -> Account: ...
     async def get_account(self, name: str) -> Account | None: ...
     async def create_key(self, account_id: int, name: str, expires_at: float | None = None) -> tuple[ApiKey, str]:
@@ -171,4 +179,8 @@ async def open_ledger(url: str, key_cache_s: float = 0.0) -> Ledger:
         from izzi_proxy.ledger.sqlite import SQLiteLedger
 
         return await SQLiteLedger.open(url, key_cache_s)
+    if url.startswith(("postgresql://", "postgres://")):
+        from izzi_proxy.ledger.postgres import PostgresLedger
+
+        return await PostgresLedger.open(url, key_cache_s)
     raise ValueError(f"no ledger backend for {url!r}")

@@ -13,17 +13,17 @@ working within that time; by this one, at once); usage records arrive in batches
 from __future__ import annotations
 
 import hmac
+import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
 import orjson
 
-from izzi_proxy.canonical import Usage
 from izzi_proxy.ledger import (
     Account,
+    AlreadyExists,
     ApiKey,
     KeyCache,
     StoredResponse,
@@ -31,6 +31,15 @@ from izzi_proxy.ledger import (
     hash_secret,
     new_secret,
     visible_prefix,
+)
+from izzi_proxy.ledger.rows import (
+    ACCOUNT_COLUMNS,
+    KEY_COLUMNS,
+    USAGE_COLUMNS,
+    account_of,
+    key_of,
+    record_of,
+    usage_row,
 )
 
 # Applied in order; PRAGMA user_version records how many have run.
@@ -99,23 +108,6 @@ MIGRATIONS = (
     """,
 )
 
-_KEY_COLUMNS = """k.id, k.account_id, a.name, a.plan, k.name, k.prefix, k.created_at,
-                  k.expires_at, k.revoked_at, a.overrides, k.allow, k.key_hash"""
-_ACCOUNT_COLUMNS = "id, name, plan, created_at, overrides"
-
-
-def _json(value: str | None) -> Any:
-    return orjson.loads(value) if value else None
-
-
-def _key(row: tuple) -> ApiKey:
-    allow = _json(row[10])
-    return ApiKey(*row[:9], overrides=_json(row[9]) or {}, allow=tuple(allow) if allow is not None else None)
-
-
-def _account(row: tuple) -> Account:
-    return Account(*row[:4], overrides=_json(row[4]) or {})
-
 
 def _path(url: str) -> str:
     rest = url.removeprefix("sqlite://")
@@ -140,13 +132,24 @@ class SQLiteLedger:
         await db.execute("PRAGMA synchronous = NORMAL")
         await db.execute("PRAGMA foreign_keys = ON")
         ledger = cls(db, key_cache_s)
-        await ledger._migrate()
+        await ledger.migrate()
         return ledger
 
-    async def _migrate(self) -> None:
-        ((version,),) = await self._db.execute_fetchall("PRAGMA user_version")
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            await self._db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
+    async def migrate(self) -> int:
+        """Bring the schema up to date; the version it is at. The version is read under the
+        write lock, so processes opening a new file together migrate it once."""
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            ((version,),) = await self._db.execute_fetchall("PRAGMA user_version")
+            for script in MIGRATIONS[version:]:
+                for statement in filter(str.strip, script.split(";")):
+                    await self._db.execute(statement)
+            await self._db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        await self._db.execute("COMMIT")
+        return len(MIGRATIONS)
 
     async def aclose(self) -> None:
         await self._db.close()
@@ -155,20 +158,23 @@ class SQLiteLedger:
 
     async def create_account(self, name: str, plan: str = "free", overrides: dict | None = None) -> Account:
         now = time.time()
-        cur = await self._db.execute(
-            "INSERT INTO accounts (name, plan, created_at, overrides) VALUES (?, ?, ?, ?)",
-            (name, plan, now, orjson.dumps(overrides).decode() if overrides else None),
-        )
+        try:
+            cur = await self._db.execute(
+                "INSERT INTO accounts (name, plan, created_at, overrides) VALUES (?, ?, ?, ?)",
+                (name, plan, now, orjson.dumps(overrides).decode() if overrides else None),
+            )
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"an account named {name!r} exists") from None
         return Account(cur.lastrowid, name, plan, now, overrides or {})
 
     async def get_account(self, name: str) -> Account | None:
-        rows = await self._db.execute_fetchall(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE name = ?", (name,))
-        return _account(rows[0]) if rows else None
+        rows = await self._db.execute_fetchall(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = ?", (name,))
+        return account_of(rows[0]) if rows else None
 
     async def list_accounts(self) -> list[Account]:
         return [
-            _account(row)
-            for row in await self._db.execute_fetchall(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts ORDER BY id")
+            account_of(row)
+            for row in await self._db.execute_fetchall(f"SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id")
         ]
 
     async def update_account(self, account_id: int, plan: str | None = None, overrides: dict | None = None) -> None:
@@ -201,12 +207,12 @@ class SQLiteLedger:
         key = self._keys.get(digest)
         if key is None:
             rows = await self._db.execute_fetchall(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = ?",
+                f"SELECT {KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = ?",
                 (digest,),
             )
             if not rows or not hmac.compare_digest(rows[0][-1], digest):
                 return None
-            key = _key(rows[0])
+            key = key_of(rows[0])
             self._keys.put(digest, key)
         return key if key.live(time.time()) else None
 
@@ -229,10 +235,10 @@ class SQLiteLedger:
 
     async def _keys_where(self, where: str, args: tuple) -> list[ApiKey]:
         rows = await self._db.execute_fetchall(
-            f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE {where} ORDER BY k.id",
+            f"SELECT {KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE {where} ORDER BY k.id",
             args,
         )
-        return [_key(row) for row in rows]
+        return [key_of(row) for row in rows]
 
     # usage
 
@@ -243,7 +249,7 @@ class SQLiteLedger:
             part = records[start : start + _ROWS_PER_INSERT]
             await self._db.execute(
                 _INSERT_USAGE + ",".join([_ROW_PLACEHOLDERS] * len(part)),
-                [value for record in part for value in _row(record)],
+                [value for record in part for value in usage_row(record)],
             )
 
     # responses
@@ -284,37 +290,12 @@ class SQLiteLedger:
     async def usage_records(self, request_id: str | None = None, limit: int = 100) -> list[UsageRecord]:
         where, args = ("request_id = ?", (request_id,)) if request_id else ("1", ())
         rows = await self._db.execute_fetchall(
-            f"SELECT {', '.join(_USAGE_COLUMNS)} FROM usage_records WHERE {where} ORDER BY id DESC LIMIT ?",
+            f"SELECT {', '.join(USAGE_COLUMNS)} FROM usage_records WHERE {where} ORDER BY id DESC LIMIT ?",
             (*args, limit),
         )
-        return [_record(dict(zip(_USAGE_COLUMNS, row, strict=True))) for row in rows]
+        return [record_of(dict(zip(USAGE_COLUMNS, row, strict=True))) for row in rows]
 
 
-_USAGE_COLUMNS = (
-    "request_id", "endpoint", "key_id", "account_id", "model", "upstream", "upstream_model",
-    "requested_model", "stream", "status", "outcome", "error_type", "started_at", "duration_ms",
-    "usage_known", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-    "reasoning_tokens", "extra",
-)  # fmt: skip
-_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
-_INSERT_USAGE = f"INSERT INTO usage_records ({', '.join(_USAGE_COLUMNS)}) VALUES "
-_ROW_PLACEHOLDERS = "(" + ",".join("?" * len(_USAGE_COLUMNS)) + ")"
-_ROWS_PER_INSERT = 999 // len(_USAGE_COLUMNS)  # within SQLite's oldest limit on parameters
-
-
-def _row(record: UsageRecord) -> tuple:
-    u = record.usage or Usage()
-    return (
-        record.request_id, record.endpoint, record.key_id, record.account_id, record.model,
-        record.upstream, record.upstream_model, record.requested_model, record.stream, record.status,
-        record.outcome, record.error_type, record.started_at, record.duration_ms, record.usage is not None,
-        u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
-        u.reasoning_tokens, orjson.dumps(record.extra).decode() if record.extra else None,
-    )  # fmt: skip
-
-
-def _record(row: dict[str, Any]) -> UsageRecord:
-    usage = Usage(*(row.pop(name) for name in _USAGE_FIELDS))
-    known, extra = row.pop("usage_known"), row.pop("extra")
-    row["stream"] = bool(row["stream"])
-    return UsageRecord(**row, usage=usage if known else None, extra=orjson.loads(extra) if extra else {})
+_INSERT_USAGE = f"INSERT INTO usage_records ({', '.join(USAGE_COLUMNS)}) VALUES "
+_ROW_PLACEHOLDERS = "(" + ",".join("?" * len(USAGE_COLUMNS)) + ")"
+_ROWS_PER_INSERT = 999 // len(USAGE_COLUMNS)  # within SQLite's oldest limit on parameters

@@ -1,36 +1,70 @@
-"""The embedded ledger: keys stored hashed, found in constant time, revoked and expired;
-usage records written and read back; migrations idempotent across reopenings."""
+"""One contract for every ledger backend, run against each over a real connection: the
+embedded SQLite file and a real PostgreSQL (``IZZI_TEST_POSTGRES_URL``, default
+127.0.0.1:5432 database ``test``, a fresh schema per test). Keys stored hashed, found in
+constant time, revoked and expired; usage records written and read back; migrations
+idempotent across reopenings."""
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from izzi_proxy.canonical import Usage
-from izzi_proxy.ledger import UsageRecord, hash_secret, mask, open_ledger
+from izzi_proxy.ledger import AlreadyExists, UsageRecord, hash_secret, mask, open_ledger
+
+POSTGRES_URL = os.environ.get("IZZI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def url(request, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty ledger's URL (a missing PostgreSQL fails here, loudly: nothing skips)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/ledger.sqlite3"
+        return
+    schema = "test_" + secrets.token_hex(6)
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f"CREATE SCHEMA {schema}")
+        yield f"{POSTGRES_URL}?search_path={schema}"
+    finally:
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.close()
 
 
 @pytest.fixture
-async def ledger(tmp_path: Path):
-    ledger = await open_ledger(f"sqlite:///{tmp_path}/ledger.sqlite3")
+async def ledger(url: str):
+    ledger = await open_ledger(url)
     yield ledger
     await ledger.aclose()
 
 
-async def test_key_format_and_hashed_storage(ledger, tmp_path: Path) -> None:
+async def test_key_format_and_hashed_storage(ledger, url: str, tmp_path: Path) -> None:
     account = await ledger.create_account("acme", "pro")
     key, secret = await ledger.create_key(account.id, "laptop")
     assert re.fullmatch(r"izzi-[A-Za-z0-9_-]{43}", secret)
     assert key.prefix == secret[:11] and key.plan == "pro" and key.account_name == "acme"
-    with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
-        dump = "\n".join(db.iterdump())
-        stored = db.execute("SELECT key_hash FROM api_keys").fetchone()[0]
+    if url.startswith("sqlite"):
+        with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
+            dump = "\n".join(db.iterdump())
+            stored = db.execute("SELECT key_hash FROM api_keys").fetchone()[0]
+    else:
+        db = await asyncpg.connect(url)
+        try:
+            rows = [tuple(r) for table in ("accounts", "api_keys") for r in await db.fetch(f"SELECT * FROM {table}")]
+            stored = await db.fetchval("SELECT key_hash FROM api_keys")
+        finally:
+            await db.close()
+        dump = repr(rows)
     assert secret not in dump and secret[11:] not in dump
-    assert stored == hash_secret(secret)
+    assert bytes(stored) == hash_secret(secret)
 
 
 async def test_find_key(ledger) -> None:
@@ -60,7 +94,7 @@ async def test_revoke_and_expire(ledger) -> None:
 
 async def test_accounts_are_unique(ledger) -> None:
     await ledger.create_account("acme")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(AlreadyExists):
         await ledger.create_account("acme")
     assert (await ledger.get_account("acme")).name == "acme"
     assert await ledger.get_account("nobody") is None
@@ -81,8 +115,7 @@ async def test_usage_records_round_trip(ledger) -> None:
     assert [r.request_id for r in await ledger.usage_records()] == ["req_2", "req_1"]
 
 
-async def test_reopening_keeps_data_and_schema(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/again.sqlite3"
+async def test_reopening_keeps_data_and_schema(url: str) -> None:
     first = await open_ledger(url)
     account = await first.create_account("acme")
     _, secret = await first.create_key(account.id, "k")
@@ -90,8 +123,22 @@ async def test_reopening_keeps_data_and_schema(tmp_path: Path) -> None:
     second = await open_ledger(url)
     try:
         assert await second.find_key(secret) is not None
+        assert await second.migrate() == await second.migrate()  # nothing left to apply
     finally:
         await second.aclose()
+
+
+async def test_processes_opening_together_migrate_once(url: str) -> None:
+    import asyncio
+
+    ledgers = await asyncio.gather(*(open_ledger(url) for _ in range(4)))
+    try:
+        assert len({await ledger.migrate() for ledger in ledgers}) == 1
+        await ledgers[0].create_account("once")
+        assert (await ledgers[3].get_account("once")).name == "once"
+    finally:
+        for ledger in ledgers:
+            await ledger.aclose()
 
 
 def test_mask_never_shows_enough_to_use() -> None:
@@ -126,3 +173,11 @@ async def test_count_requests_since(ledger) -> None:
     await ledger.record_usages(records)
     assert await ledger.count_requests(1, 150.0) == 2
     assert await ledger.count_requests(2, 0.0) == 1
+
+
+async def test_a_large_batch_of_usage_records(ledger) -> None:
+    records = [UsageRecord(f"req_{i}", "/v1/messages", started_at=float(i), account_id=7, usage=Usage(i, 1))
+               for i in range(1200)]  # fmt: skip
+    await ledger.record_usages(records)
+    assert await ledger.count_requests(7, 0.0) == 1200
+    assert (await ledger.usage_records(request_id="req_1199"))[0].usage == Usage(1199, 1)

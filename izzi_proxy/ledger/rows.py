@@ -1,0 +1,54 @@
+"""How the ledger's rows map to its objects, the same on every backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from izzi_proxy.canonical import Usage
+from izzi_proxy.ledger import Account, ApiKey, UsageRecord
+
+KEY_COLUMNS = """k.id, k.account_id, a.name, a.plan, k.name, k.prefix, k.created_at,
+                  k.expires_at, k.revoked_at, a.overrides, k.allow, k.key_hash"""
+ACCOUNT_COLUMNS = "id, name, plan, created_at, overrides"
+
+
+def json_of(value: str | None) -> Any:
+    return orjson.loads(value) if value else None
+
+
+def key_of(row: tuple) -> ApiKey:
+    allow = json_of(row[10])
+    return ApiKey(*row[:9], overrides=json_of(row[9]) or {}, allow=tuple(allow) if allow is not None else None)
+
+
+def account_of(row: tuple) -> Account:
+    return Account(*row[:4], overrides=json_of(row[4]) or {})
+
+
+USAGE_COLUMNS = (
+    "request_id", "endpoint", "key_id", "account_id", "model", "upstream", "upstream_model",
+    "requested_model", "stream", "status", "outcome", "error_type", "started_at", "duration_ms",
+    "usage_known", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+    "reasoning_tokens", "extra",
+)  # fmt: skip
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
+def usage_row(record: UsageRecord) -> tuple:
+    u = record.usage or Usage()
+    return (
+        record.request_id, record.endpoint, record.key_id, record.account_id, record.model,
+        record.upstream, record.upstream_model, record.requested_model, record.stream, record.status,
+        record.outcome, record.error_type, record.started_at, record.duration_ms, record.usage is not None,
+        u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+        u.reasoning_tokens, orjson.dumps(record.extra).decode() if record.extra else None,
+    )  # fmt: skip
+
+
+def record_of(row: dict[str, Any]) -> UsageRecord:
+    usage = Usage(*(row.pop(name) for name in USAGE_FIELDS))
+    known, extra = row.pop("usage_known"), row.pop("extra")
+    row["stream"] = bool(row["stream"])
+    return UsageRecord(**row, usage=usage if known else None, extra=orjson.loads(extra) if extra else {})
