@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from izzi_proxy.pricing import Prices
+
 TIERS = ("maintained", "budget", "standard", "premium")
 
 _DATED = re.compile(r"-(?:\d{8}|\d{4}-\d{2}-\d{2})$")
@@ -35,8 +37,7 @@ class ModelEntry:
     id: str
     name: str
     tier: str
-    input_usd_per_mtok: float
-    output_usd_per_mtok: float
+    prices: Prices
     context_window: int | None
     routes: tuple[Route, ...]
     aliases: tuple[str, ...] = ()
@@ -53,12 +54,7 @@ class ModelEntry:
             "name": self.name,
             "tier": self.tier,
             "context_window": self.context_window,
-            "pricing": {
-                "currency": "USD",
-                "unit": "1M tokens",
-                "input": self.input_usd_per_mtok,
-                "output": self.output_usd_per_mtok,
-            },
+            "pricing": {"currency": "USD", "unit": "1M tokens", **self.prices.usd()},
             "aliases": list(self.aliases),
             "reasoning": self.reasoning,
         }

@@ -14,12 +14,14 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 from izzi_proxy.catalog import TIERS, Catalog, ModelEntry, Route
+from izzi_proxy.pricing import MICRO, Prices
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "izzi.toml"
 
@@ -108,6 +110,14 @@ class LimitsConfig:
     lease_ttl_s: float = 60.0  # a concurrency lease outlives a dead process this long
 
 
+@dataclass(frozen=True, slots=True)
+class BillingConfig:
+    enabled: bool = True  # off: nothing is held or charged; records keep tokens, with cost 0
+    default_max_output_tokens: int = 4096  # the hold's output for a request that names no maximum
+    checkpoint_s: float = 10.0  # open holds' progress is saved, and expired holds settled, this often
+    hold_ttl_s: float = 120.0  # a hold not checkpointed for this long (its process died) is settled
+
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -129,6 +139,7 @@ class Config:
     catalog: Catalog
     limits: LimitsConfig
     ip_block: IPBlockConfig
+    billing: BillingConfig = BillingConfig()
     path: Path | None = None
 
     def with_mock_upstreams(self) -> Config:
@@ -165,6 +176,7 @@ class Config:
             "upstreams": plain(self.upstreams),
             "limits": plain(self.limits),
             "ip_block": plain(self.ip_block),
+            "billing": plain(self.billing),
             "models": {entry.id: plain(entry) for entry in self.catalog},
         }
 
@@ -270,7 +282,7 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
     doc = _read_toml(path)
 
     top = _Reader(path, "", doc, env)
-    for name in ("server", "storage", "upstreams", "catalog", "limits", "ip_block"):
+    for name in ("server", "storage", "upstreams", "catalog", "limits", "ip_block", "billing"):
         _table(path, name, top.raw(name))
     top.reject_unknown()
 
@@ -290,7 +302,27 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
     catalog = load_catalog(models_path, upstreams)
     limits = _limits(path, _Reader(path, "limits", _table(path, "limits", doc.get("limits")), env))
     ip_block = _ip_block(_Reader(path, "ip_block", _table(path, "ip_block", doc.get("ip_block")), env))
-    return Config(server, storage, MappingProxyType(upstreams), catalog, limits, ip_block, path)
+    billing = _billing(_Reader(path, "billing", _table(path, "billing", doc.get("billing")), env))
+    return Config(server, storage, MappingProxyType(upstreams), catalog, limits, ip_block, billing, path)
+
+
+def _billing(r: _Reader) -> BillingConfig:
+    d = BillingConfig()
+    enabled = r.get("enabled", bool, d.enabled)
+    cap = r.get("default_max_output_tokens", int, d.default_max_output_tokens)
+    if cap < 1:
+        raise r.error("default_max_output_tokens", "must be at least 1 token")
+    config = BillingConfig(
+        enabled=enabled,
+        default_max_output_tokens=cap,
+        checkpoint_s=r.positive("checkpoint_s", d.checkpoint_s),
+        hold_ttl_s=r.positive("hold_ttl_s", d.hold_ttl_s),
+    )
+    if config.hold_ttl_s < 2 * config.checkpoint_s:
+        raise r.error("hold_ttl_s", f"must be at least twice checkpoint_s ({config.checkpoint_s} s): a live "
+                      "process's holds would expire between two checkpoints")  # fmt: skip
+    r.reject_unknown()
+    return config
 
 
 def _limits(path: Path, r: _Reader) -> LimitsConfig:
@@ -432,14 +464,17 @@ def load_catalog(path: Path, upstreams: Mapping[str, UpstreamConfig]) -> Catalog
     models = _table(path, "models", doc.get("models"))
     if not models:
         raise ConfigError(path, "models", "the catalog lists no model")
-    extra = set(doc) - {"models", "families"}
+    extra = set(doc) - {"models", "families", "pricing"}
     if extra:
-        raise ConfigError(path, sorted(extra)[0], "unknown key; the file holds [models.<id>] tables and [families]")
+        raise ConfigError(
+            path, sorted(extra)[0], "unknown key; the file holds [models.<id>] tables, [families] and [pricing]"
+        )
+    ratios = _cache_ratios(_Reader(path, "pricing", _table(path, "pricing", doc.get("pricing")), {}))
     entries, seen_aliases = [], {}
     for model_id, table in models.items():
         key = f'models."{model_id}"'
         r = _Reader(path, key, _table(path, key, table), {})
-        entry = _model(model_id, r, upstreams)
+        entry = _model(model_id, r, upstreams, ratios)
         for alias in entry.aliases:
             if alias in models or alias in seen_aliases:
                 owner = alias if alias in models else seen_aliases[alias]
@@ -459,7 +494,45 @@ def _families(path: Path, table: Mapping[str, Any], models: Mapping[str, Any]) -
     return dict(table)
 
 
-def _model(model_id: str, r: _Reader, upstreams: Mapping[str, UpstreamConfig]) -> ModelEntry:
+CACHE_RATIOS = {"cache_read": Decimal("0.1"), "cache_write": Decimal("1.25")}  # of the input price
+
+
+def _cache_ratios(r: _Reader) -> dict[str, Decimal]:
+    """``[pricing]``: what cached input costs, as a share of a model's input price, where the
+    model names no price of its own (Anthropic's: reads 0.1, 5-minute writes 1.25)."""
+    ratios = {}
+    for name, default in CACHE_RATIOS.items():
+        value = r.get(f"{name}_ratio", float, float(default))
+        if value < 0:
+            raise r.error(f"{name}_ratio", "cannot be negative")
+        ratios[name] = Decimal(str(value))
+    r.reject_unknown()
+    return ratios
+
+
+def _prices(r: _Reader, ratios: Mapping[str, Decimal]) -> Prices:
+    usd: dict[str, Decimal] = {}
+    for name in ("input", "output"):
+        usd[name] = Decimal(str(r.required(name, float)))
+    for name in ("cache_read", "cache_write"):
+        price = r.get(name, float)
+        usd[name] = Decimal(str(price)) if price is not None else usd["input"] * ratios[name]
+    for name, price in usd.items():
+        if price < 0:
+            raise r.error(name, "a price cannot be negative")
+        if price * MICRO != (price * MICRO).to_integral_value() and name in ("input", "output"):
+            raise r.error(name, f"{price} has more than six decimals")
+    return Prices(
+        *(
+            int((usd[n] * MICRO).to_integral_value(ROUND_HALF_UP))
+            for n in ("input", "output", "cache_read", "cache_write")
+        )
+    )
+
+
+def _model(
+    model_id: str, r: _Reader, upstreams: Mapping[str, UpstreamConfig], ratios: Mapping[str, Decimal]
+) -> ModelEntry:
     tier = r.required("tier", str)
     if tier not in TIERS:
         raise r.error("tier", f"{tier!r} is not one of {', '.join(TIERS)}")
@@ -480,11 +553,7 @@ def _model(model_id: str, r: _Reader, upstreams: Mapping[str, UpstreamConfig]) -
     aliases = r.get("aliases", list, [])
     if not all(isinstance(a, str) and a for a in aliases):
         raise r.error("aliases", "must be a list of non-empty strings")
-    prices = {}
-    for price in ("input", "output"):
-        prices[price] = r.required(price, float)
-        if prices[price] < 0:
-            raise r.error(price, "a price cannot be negative")
+    prices = _prices(r, ratios)
     context = r.get("context", int)
     if context is not None and context <= 0:
         raise r.error("context", "must be a positive number of tokens")
@@ -492,8 +561,7 @@ def _model(model_id: str, r: _Reader, upstreams: Mapping[str, UpstreamConfig]) -
         id=model_id,
         name=r.required("name", str),
         tier=tier,
-        input_usd_per_mtok=prices["input"],
-        output_usd_per_mtok=prices["output"],
+        prices=prices,
         context_window=context,
         routes=tuple(routes),
         aliases=tuple(aliases),

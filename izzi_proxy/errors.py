@@ -9,11 +9,13 @@ Exception tree::
     │   ├── RequestTooLarge         413 invalid_request_error
     │   └── WebSocketRefused        426 invalid_request_error (Responses over WebSocket: use HTTP)
     ├── AuthenticationFailed        401 authentication_error
+    ├── InsufficientBalance         402 insufficient_balance (the balance less open holds cannot cover it)
+    │   └── BudgetExceeded          402 budget_exceeded    (the account's monthly budget)
     ├── IPBlocked                   403 ip_blocked
     ├── ModelNotAllowed             403 permission_error
     ├── NotFound                    404 not_found
     ├── RateLimited                 429 rate_limit_error   (requests per minute, in flight)
-    │   └── QuotaExceeded           429 quota_exceeded     (requests per day)
+    │   └── QuotaExceeded           429 quota_exceeded     (requests per day, the plan's credits per 5 h)
     ├── LimiterUnavailable          503 service_unavailable (shared limiter down, policy "closed")
     │   └── Overloaded              503 service_unavailable (the gateway's own caps on what is in flight)
     ├── UpstreamError               502 upstream_error     (upstream answered with an error)
@@ -78,6 +80,15 @@ class WebSocketRefused(InvalidRequest):
 class AuthenticationFailed(GatewayError):
     status = 401
     type = "authentication_error"
+
+
+class InsufficientBalance(GatewayError):
+    status = 402
+    type = "insufficient_balance"
+
+
+class BudgetExceeded(InsufficientBalance):
+    type = "budget_exceeded"
 
 
 class _RetryLater(GatewayError):

@@ -114,3 +114,41 @@ def estimate_messages_body(body: dict[str, Any]) -> int:
         if isinstance(message, dict):
             total += 3 + _content_tokens(message.get("content"))  # role and turn framing
     return total
+
+
+# -- estimates from bytes, for holds and for answers with no usage ---------------------------
+
+_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{1024,}={0,2}")
+_BASE64_HINTS = (b";base64,", b'"base64"')
+
+
+def estimate_raw(raw: bytes) -> int:
+    """Input tokens of a request body from its size, as cheaply as a hold needs: four bytes a
+    token over the JSON as sent (its syntax makes this generous for text), except that each
+    embedded base64 file (an image, a PDF) counts as ``IMAGE_TOKENS_MAX``, not its size."""
+    size, files = len(raw), 0
+    if any(hint in raw for hint in _BASE64_HINTS):
+        for run in _BASE64_RUN.finditer(raw):
+            size -= run.end() - run.start()
+            files += 1
+    return math.ceil(size / 4) + files * IMAGE_TOKENS_MAX
+
+
+# The JSON string values that carry what a model wrote, in each client format's stream events
+# (a final "done" event that repeats the whole text is not among them).
+_STRING = rb'\s*:\s*"((?:[^"\\]|\\.)*)"'
+OUTPUT_FIELDS = {
+    "openai_chat": re.compile(rb'"(?:content|reasoning_content|reasoning|refusal|arguments)"' + _STRING),
+    "anthropic_messages": re.compile(rb'"(?:text|thinking|partial_json)"' + _STRING),
+    "openai_responses": re.compile(rb'"delta"' + _STRING),
+}
+ANSWER_FIELDS = re.compile(rb'"(?:content|text|thinking|reasoning_content|refusal|arguments)"' + _STRING)
+
+
+def output_bytes(pattern: re.Pattern[bytes], data: bytes) -> int:
+    """How many bytes of model output the matching string values in ``data`` hold."""
+    return sum(map(len, pattern.findall(data)))
+
+
+def tokens_of_bytes(size: int) -> int:
+    return math.ceil(size / 4)

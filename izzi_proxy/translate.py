@@ -27,6 +27,10 @@ class TranslatingTap:
         return self._parser.usage
 
     @property
+    def usage_final(self) -> bool:
+        return self._parser.usage_final
+
+    @property
     def done(self) -> bool:
         return self._parser.done
 

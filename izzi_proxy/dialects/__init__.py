@@ -30,6 +30,8 @@ class ParsedRequest:
     model: str
     stream: bool
     typed: Any = None  # the dialect's validated view of the body
+    max_output_tokens: int | None = None  # what the client allows the answer (None: not said)
+    raw: bytes = b""  # what the model reads, as the client sent it (the hold's input estimate)
 
 
 class StreamTap(Protocol):
@@ -38,10 +40,12 @@ class StreamTap(Protocol):
     In passthrough it reads the stream as it goes by and changes as little as it can: the
     model's name (``echo``), and an event the gateway asked for that the client did not.
     A translating tap decodes, translates and re-encodes. ``done`` says the stream ended
-    properly, ``error`` that an in-stream error was relayed.
+    properly, ``error`` that an in-stream error was relayed, ``usage_final`` that ``usage``
+    is the answer's whole usage (not yet, e.g., Anthropic's ``message_start`` figures).
     """
 
     usage: c.Usage | None
+    usage_final: bool
     done: bool
     error: bool
 
@@ -55,12 +59,13 @@ class WatchingTap:
     every chunk go on as it came. Anthropic's and Responses' streams need nothing hidden."""
 
     NOTABLE: tuple[bytes, ...] = ()
-    __slots__ = ("_echo", "_lines", "done", "error", "usage")
+    __slots__ = ("_echo", "_lines", "done", "error", "usage", "usage_final")
 
     def __init__(self, model: str) -> None:
         self._echo = ModelEcho(model)
         self._lines = sse.LineSplitter()
         self.usage: c.Usage | None = None
+        self.usage_final = False
         self.done = False
         self.error = False
 
@@ -92,6 +97,7 @@ class StreamParser(Protocol):
     an in-stream error."""
 
     usage: c.Usage | None
+    usage_final: bool
     done: bool
 
     def feed(self, event: sse.SSEEvent) -> list[c.StreamEvent]: ...

@@ -1,9 +1,28 @@
-"""The ledger: accounts, API keys and usage records, behind one narrow interface.
+"""The ledger: accounts, API keys, balances, holds and usage records, behind one narrow
+interface.
 
 Backends: ``sqlite.py`` (the embedded default, WAL mode) and ``postgres.py`` (PostgreSQL
 through asyncpg, for several gateway processes); ``open_ledger`` picks one by URL, and
-one contract test suite runs against both. Balances and holds join this interface with
-the billing issue.
+one contract test suite runs against both.
+
+**Money** is integers of micro-credits (``pricing.py``). An account has a ``balance`` and
+``held``, the sum of its open holds. Every change to them is one atomic step that locks
+the account's row (SQLite: the database's write lock), so no two requests can both spend
+the same micro-credit, on one process or many:
+
+- ``place_hold`` reserves an amount when ``balance - held`` covers it, and when the
+  account's spend in the rolling window (5 hours, counted in 5-minute buckets) and in the
+  calendar month (UTC) plus ``held`` plus the amount stay within its limits.
+- ``extend_hold`` adds to an open hold under the same three checks.
+- ``settle`` deletes the hold, charges the cost (never more than the balance less the
+  account's other holds: the rest is recorded as ``unbilled``) and writes the request's
+  usage record, in one transaction. A hold already settled settles nothing: exactly once.
+- ``add_credits`` is a ledger entry, never an overwrite; an idempotency key makes a
+  retried top-up a no-op. ``top-ups - charges = balance`` holds to the micro-credit.
+
+Holds belong to a process (``owner``), which checkpoints their progress (what the answer
+would cost so far) every few seconds and pushes their expiry forward. A hold whose
+process died expires and is settled at its last checkpoint (``billing.reconcile``).
 
 Keys are ``izzi-`` + 43 URL-safe characters (256 bits). Only their SHA-256 is stored,
 with a short prefix for listing; at that entropy a plain hash is as strong as a slow KDF
@@ -122,11 +141,143 @@ class UsageRecord:
     requested_model: str | None = None  # the name the client asked for (and its answer echoes)
     stream: bool = False
     status: int = 0  # set once the answer has ended (a stream: its last frame is out)
-    outcome: str = "ok"  # ok | error | client_closed
+    outcome: str = "ok"  # ok | error | client_closed | incomplete | lost (its process died)
     error_type: str | None = None
     duration_ms: float = 0.0
     usage: Usage | None = None
     extra: dict = field(default_factory=dict)
+    usage_source: str | None = None  # reported | partial (the upstream's, plus what was relayed) | estimated
+    cost: int = 0  # µcr charged
+    unbilled: int = 0  # µcr the cost came to beyond what the balance could pay
+    held: int | None = None  # µcr the hold came to (None: nothing was held)
+    ttft_ms: float | None = None  # until the first byte of the answer went out
+    attempts: int = 0  # upstream routes tried
+
+
+WINDOW_S = 5 * 3600  # the plans' credits are per rolling 5 hours
+BUCKET_S = 300  # spend is counted in 5-minute buckets: a charge leaves the window 5 h to 5 h 5 min later
+
+
+def bucket_of(now: float) -> int:
+    return int(now // BUCKET_S)
+
+
+def window_start(now: float) -> int:
+    """The first bucket inside the window that ends now."""
+    return int((now - WINDOW_S) // BUCKET_S)
+
+
+def month_of(now: float) -> int:
+    day = time.gmtime(now)
+    return day.tm_year * 100 + day.tm_mon
+
+
+@dataclass(frozen=True, slots=True)
+class SpendLimits:
+    """What an account may spend besides its balance, in µcr (None: no limit)."""
+
+    window: int | None = None  # per rolling 5 hours (the plan's credits_per_5h)
+    month: int | None = None  # per calendar month, UTC (the account's monthly_budget)
+
+
+@dataclass(slots=True)
+class HoldAsk:
+    account_id: int
+    request_id: str
+    amount: int  # µcr to reserve
+    cost: int  # µcr charged if the hold must be settled by reconciliation before a checkpoint
+    owner: str  # the process that holds it
+    expires_at: float
+    detail: dict = field(default_factory=dict)  # what a record of it needs if its process dies
+
+
+@dataclass(frozen=True, slots=True)
+class HoldResult:
+    hold_id: int | None  # None: refused
+    reason: str | None  # why: "balance" | "quota" (the window) | "budget" (the month) | "account"
+    balance: int
+    held: int  # the account's open holds (this one included when placed)
+    window_spent: int = 0  # charged within the window (when it has a limit)
+    month_spent: int = 0  # charged this month (when it has a limit)
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    charged: int
+    balance: int  # after the charge
+
+
+@dataclass(frozen=True, slots=True)
+class OpenHold:
+    id: int
+    account_id: int
+    request_id: str
+    amount: int
+    cost: int
+    input_tokens: int
+    output_tokens: int
+    owner: str
+    created_at: float
+    expires_at: float
+    detail: dict
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """An open hold's progress: what settling it now would charge, and for what usage."""
+
+    hold_id: int
+    cost: int
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    balance: int
+    held: int
+    holds: int  # how many are open
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+
+@dataclass(frozen=True, slots=True)
+class CreditEntry:
+    id: int
+    account_id: int
+    amount: int  # µcr credited, bonus included
+    bonus: int  # the part of it that is a bonus
+    kind: str  # topup
+    note: str | None
+    idempotency_key: str | None
+    created_at: float
+
+
+class IdempotencyConflict(Exception):
+    """An idempotency key already used for a different top-up."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSummary:
+    group: str
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    cost: int
+    unbilled: int
+
+
+SUMMARY_GROUPS = ("day", "model", "key", "account")
 
 
 @dataclass(slots=True)
@@ -146,9 +297,14 @@ class Ledger(Protocol):
     async def migrate(self) -> int:
         """Bring the schema up to date (done at open); the version it is at."""
 
-    async def create_account(self, name: str, plan: str = "free") -> Account: ...
+    async def create_account(self, name: str, plan: str = "free", overrides: dict | None = None) -> Account: ...
     async def get_account(self, name: str) -> Account | None: ...
-    async def create_key(self, account_id: int, name: str, expires_at: float | None = None) -> tuple[ApiKey, str]:
+    async def get_account_by_id(self, account_id: int) -> Account | None: ...
+    async def list_accounts(self) -> list[Account]: ...
+    async def update_account(self, account_id: int, plan: str | None = None, overrides: dict | None = None) -> None: ...
+    async def create_key(
+        self, account_id: int, name: str, expires_at: float | None = None, allow: list[str] | None = None
+    ) -> tuple[ApiKey, str]:
         """A new key; the full secret is returned this once and never stored."""
 
     async def find_key(self, secret: str) -> ApiKey | None:
@@ -157,11 +313,58 @@ class Ledger(Protocol):
     async def list_keys(self, account_id: int | None = None) -> list[ApiKey]: ...
     async def revoke_key(self, key_id: int) -> bool: ...
     async def record_usages(self, records: Sequence[UsageRecord]) -> None:
-        """Write a batch of records, all or none."""
+        """Write a batch of records (of requests that held nothing), all or none."""
 
-    async def usage_records(self, request_id: str | None = None, limit: int = 100) -> list[UsageRecord]: ...
+    async def usage_records(
+        self, request_id: str | None = None, limit: int = 100, account_id: int | None = None
+    ) -> list[UsageRecord]: ...
     async def count_requests(self, account_id: int, since: float) -> int:
         """How many metered requests the account made since then."""
+
+    async def usage_summary(
+        self, by: str, since: float, until: float | None = None, account_id: int | None = None
+    ) -> list[UsageSummary]:
+        """Records grouped by ``day`` (UTC), ``model``, ``key`` (id) or ``account`` (name)."""
+
+    # money
+
+    async def place_hold(self, ask: HoldAsk, limits: SpendLimits, now: float) -> HoldResult: ...
+    async def extend_hold(self, hold_id: int, want: int, need: int, limits: SpendLimits, now: float) -> int:
+        """Add up to ``want`` µcr to the hold, all three checks applied; what was added
+        (0 when not even ``need`` fits, or the hold is settled)."""
+
+    async def settle(self, hold_id: int, cost: int, record: UsageRecord, now: float) -> Settled | None:
+        """Charge and release the hold and write the record (its cost and unbilled filled
+        in), in one transaction; None if the hold was already settled (nothing written)."""
+
+    async def checkpoint_holds(self, owner: str, progress: Sequence[Checkpoint], expires_at: float) -> None:
+        """Save the progress of the owner's holds and push their expiry to ``expires_at``."""
+
+    async def open_holds(self, account_id: int | None = None, expired_at: float | None = None) -> list[OpenHold]:
+        """Open holds (of one account; or only those expired at that time), oldest first."""
+
+    async def window_spend(self, account_id: int, now: float) -> list[tuple[int, int]]:
+        """(bucket, µcr) charged within the window ending now, oldest first."""
+
+    async def month_spend(self, account_id: int, now: float) -> int: ...
+    async def balance_of(self, account_id: int) -> Balance: ...
+    async def add_credits(
+        self,
+        account_id: int,
+        amount: int,
+        *,
+        bonus: int = 0,
+        note: str | None = None,
+        idempotency_key: str | None = None,
+        now: float | None = None,
+    ) -> tuple[CreditEntry, bool]:
+        """Credit ``amount + bonus`` µcr; the entry and whether it is new (a repeated
+        idempotency key returns the first entry; one with other figures raises
+        IdempotencyConflict)."""
+
+    async def credit_entries(self, account_id: int | None = None) -> list[CreditEntry]: ...
+    async def purge_spend(self, now: float) -> None:
+        """Forget 5-minute buckets that have left the window."""
 
     async def store_response(self, stored: StoredResponse) -> None: ...
     async def get_response(self, account_id: int, response_id: str) -> StoredResponse | None:

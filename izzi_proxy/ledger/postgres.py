@@ -6,6 +6,11 @@ PostgreSQL settings (``?search_path=izzi``), as asyncpg reads them. The schema i
 and migrated at open (``izzi-proxy migrate`` does only that), under an advisory lock, so
 processes starting together migrate once. Found keys are remembered for ``key_cache_s``,
 as on SQLite; usage records arrive in batches, each one ``executemany`` in one transaction.
+
+Holds, extensions and settlements are server-side functions (``izzi_hold``, ``izzi_extend``,
+``izzi_settle``, created by the migrations): each is one round trip that locks the
+account's row first and reads its spend after the lock, so they are atomic across every
+process and host, and only requests of one account ever wait for each other.
 """
 
 from __future__ import annotations
@@ -21,18 +26,36 @@ from izzi_proxy.ledger import (
     Account,
     AlreadyExists,
     ApiKey,
+    Balance,
+    Checkpoint,
+    CreditEntry,
+    HoldAsk,
+    HoldResult,
+    IdempotencyConflict,
     KeyCache,
+    OpenHold,
+    Settled,
+    SpendLimits,
     StoredResponse,
     UsageRecord,
+    UsageSummary,
+    bucket_of,
     hash_secret,
+    month_of,
     new_secret,
     visible_prefix,
+    window_start,
 )
 from izzi_proxy.ledger.rows import (
     ACCOUNT_COLUMNS,
+    CREDIT_COLUMNS,
+    HOLD_COLUMNS,
     KEY_COLUMNS,
+    SUMMARY_COLUMNS,
     USAGE_COLUMNS,
     account_of,
+    credit_of,
+    hold_of,
     key_of,
     record_of,
     usage_row,
@@ -97,6 +120,145 @@ MIGRATIONS = (
     );
     CREATE INDEX responses_expiry ON responses (expires_at);
     """,
+    """
+    ALTER TABLE accounts ADD COLUMN balance BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE accounts ADD COLUMN held BIGINT NOT NULL DEFAULT 0;
+    CREATE TABLE holds (
+        id              BIGSERIAL PRIMARY KEY,
+        account_id      BIGINT NOT NULL REFERENCES accounts(id),
+        request_id      TEXT NOT NULL,
+        amount          BIGINT NOT NULL,
+        cost            BIGINT NOT NULL,
+        input_tokens    BIGINT NOT NULL DEFAULT 0,
+        output_tokens   BIGINT NOT NULL DEFAULT 0,
+        owner           TEXT NOT NULL,
+        created_at      DOUBLE PRECISION NOT NULL,
+        expires_at      DOUBLE PRECISION NOT NULL,
+        detail          TEXT
+    );
+    CREATE INDEX holds_expiry ON holds (expires_at);
+    CREATE INDEX holds_account ON holds (account_id);
+    CREATE INDEX holds_owner ON holds (owner);
+    CREATE TABLE credit_entries (
+        id              BIGSERIAL PRIMARY KEY,
+        account_id      BIGINT NOT NULL REFERENCES accounts(id),
+        amount          BIGINT NOT NULL,
+        bonus           BIGINT NOT NULL,
+        kind            TEXT NOT NULL,
+        note            TEXT,
+        idempotency_key TEXT UNIQUE,
+        created_at      DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX credit_entries_account ON credit_entries (account_id, created_at);
+    CREATE TABLE spend_5m (
+        account_id  BIGINT NOT NULL,
+        bucket      BIGINT NOT NULL,
+        amount      BIGINT NOT NULL,
+        PRIMARY KEY (account_id, bucket)
+    );
+    CREATE TABLE spend_month (
+        account_id  BIGINT NOT NULL,
+        month       INTEGER NOT NULL,
+        amount      BIGINT NOT NULL,
+        PRIMARY KEY (account_id, month)
+    );
+    ALTER TABLE usage_records ADD COLUMN usage_source TEXT;
+    ALTER TABLE usage_records ADD COLUMN cost BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE usage_records ADD COLUMN unbilled BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE usage_records ADD COLUMN held BIGINT;
+    ALTER TABLE usage_records ADD COLUMN ttft_ms DOUBLE PRECISION;
+    ALTER TABLE usage_records ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+
+    -- How much more an account may hold: its balance less its holds, within the window's
+    -- and the month's limits (NULL: none). Called with the account's row locked, so the
+    -- spend it reads is current: every settlement locks that row too.
+    CREATE FUNCTION izzi_room(p_account BIGINT, p_balance BIGINT, p_held BIGINT,
+                              p_window_limit BIGINT, p_since BIGINT, p_month_limit BIGINT, p_month INTEGER,
+                              OUT o_room BIGINT, OUT o_reason TEXT, OUT o_window BIGINT, OUT o_month BIGINT)
+    LANGUAGE plpgsql AS $fn$
+    BEGIN
+        o_room := p_balance - p_held; o_reason := 'balance'; o_window := 0; o_month := 0;
+        IF p_window_limit IS NOT NULL THEN
+            SELECT COALESCE(SUM(amount), 0) INTO o_window FROM spend_5m
+             WHERE account_id = p_account AND bucket >= p_since;
+            IF p_window_limit - o_window - p_held < o_room THEN
+                o_room := p_window_limit - o_window - p_held; o_reason := 'quota';
+            END IF;
+        END IF;
+        IF p_month_limit IS NOT NULL THEN
+            SELECT COALESCE(MAX(amount), 0) INTO o_month FROM spend_month
+             WHERE account_id = p_account AND month = p_month;
+            IF p_month_limit - o_month - p_held < o_room THEN
+                o_room := p_month_limit - o_month - p_held; o_reason := 'budget';
+            END IF;
+        END IF;
+    END $fn$;
+
+    CREATE FUNCTION izzi_hold(p_account BIGINT, p_request TEXT, p_amount BIGINT, p_cost BIGINT, p_owner TEXT,
+                              p_now DOUBLE PRECISION, p_expires DOUBLE PRECISION, p_detail TEXT,
+                              p_window_limit BIGINT, p_since BIGINT, p_month_limit BIGINT, p_month INTEGER,
+                              OUT o_hold BIGINT, OUT o_reason TEXT, OUT o_balance BIGINT, OUT o_held BIGINT,
+                              OUT o_window BIGINT, OUT o_month BIGINT)
+    LANGUAGE plpgsql AS $fn$
+    DECLARE room BIGINT;
+    BEGIN
+        SELECT balance, held INTO o_balance, o_held FROM accounts WHERE id = p_account FOR UPDATE;
+        IF NOT FOUND THEN
+            o_reason := 'account'; o_balance := 0; o_held := 0; o_window := 0; o_month := 0; RETURN;
+        END IF;
+        SELECT * INTO room, o_reason, o_window, o_month
+          FROM izzi_room(p_account, o_balance, o_held, p_window_limit, p_since, p_month_limit, p_month);
+        IF room < p_amount THEN RETURN; END IF;
+        o_reason := NULL;
+        UPDATE accounts SET held = held + p_amount WHERE id = p_account;
+        o_held := o_held + p_amount;
+        INSERT INTO holds (account_id, request_id, amount, cost, owner, created_at, expires_at, detail)
+             VALUES (p_account, p_request, p_amount, p_cost, p_owner, p_now, p_expires, p_detail)
+          RETURNING id INTO o_hold;
+    END $fn$;
+
+    CREATE FUNCTION izzi_extend(p_hold BIGINT, p_want BIGINT, p_need BIGINT,
+                                p_window_limit BIGINT, p_since BIGINT, p_month_limit BIGINT, p_month INTEGER)
+    RETURNS BIGINT LANGUAGE plpgsql AS $fn$
+    DECLARE acc BIGINT; bal BIGINT; hld BIGINT; room BIGINT; granted BIGINT;
+    BEGIN
+        SELECT account_id INTO acc FROM holds WHERE id = p_hold;
+        IF NOT FOUND THEN RETURN 0; END IF;
+        SELECT balance, held INTO bal, hld FROM accounts WHERE id = acc FOR UPDATE;
+        SELECT o_room INTO room FROM izzi_room(acc, bal, hld, p_window_limit, p_since, p_month_limit, p_month);
+        granted := LEAST(p_want, room);
+        IF granted < p_need OR granted <= 0 THEN RETURN 0; END IF;
+        UPDATE holds SET amount = amount + granted WHERE id = p_hold;
+        IF NOT FOUND THEN RETURN 0; END IF;
+        UPDATE accounts SET held = held + granted WHERE id = acc;
+        RETURN granted;
+    END $fn$;
+
+    -- Charge and release a hold: never more than the balance less the account's other
+    -- holds. The account's row is locked before the hold's, as everywhere.
+    CREATE FUNCTION izzi_settle(p_hold BIGINT, p_cost BIGINT, p_bucket BIGINT, p_month INTEGER,
+                                OUT o_found BOOLEAN, OUT o_charged BIGINT, OUT o_balance BIGINT)
+    LANGUAGE plpgsql AS $fn$
+    DECLARE acc BIGINT; amt BIGINT; hld BIGINT;
+    BEGIN
+        o_found := false; o_charged := 0;
+        SELECT account_id INTO acc FROM holds WHERE id = p_hold;
+        IF NOT FOUND THEN RETURN; END IF;
+        SELECT balance, held INTO o_balance, hld FROM accounts WHERE id = acc FOR UPDATE;
+        DELETE FROM holds WHERE id = p_hold RETURNING amount INTO amt;
+        IF NOT FOUND THEN RETURN; END IF;
+        o_found := true;
+        o_charged := LEAST(p_cost, GREATEST(0, o_balance - (hld - amt)));
+        UPDATE accounts SET balance = balance - o_charged, held = held - amt WHERE id = acc;
+        o_balance := o_balance - o_charged;
+        IF o_charged > 0 THEN
+            INSERT INTO spend_5m (account_id, bucket, amount) VALUES (acc, p_bucket, o_charged)
+                ON CONFLICT (account_id, bucket) DO UPDATE SET amount = spend_5m.amount + EXCLUDED.amount;
+            INSERT INTO spend_month (account_id, month, amount) VALUES (acc, p_month, o_charged)
+                ON CONFLICT (account_id, month) DO UPDATE SET amount = spend_month.amount + EXCLUDED.amount;
+        END IF;
+    END $fn$;
+    """,
 )
 
 _INSERT_USAGE = (
@@ -104,10 +266,52 @@ _INSERT_USAGE = (
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(USAGE_COLUMNS) + 1))})"
 )
 _KEYS = f"SELECT {KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id"
+_TYPES = {"stream": "boolean", "usage_known": "boolean", "status": "integer", "attempts": "integer",
+          "started_at": "float8", "duration_ms": "float8", "ttft_ms": "float8", "key_id": "bigint",
+          "account_id": "bigint", "held": "bigint", "input_tokens": "bigint", "output_tokens": "bigint",
+          "cache_read_tokens": "bigint", "cache_write_tokens": "bigint", "reasoning_tokens": "bigint"}  # fmt: skip
+_CHARGED = {"cost": "s.o_charged", "unbilled": "$2 - s.o_charged"}
+_RECORD_AT = [i for i, name in enumerate(USAGE_COLUMNS) if name not in _CHARGED]
+
+
+def _settle_sql() -> str:
+    """Settlement and the request's record in one statement: one round trip, one transaction."""
+    values, n = [], 5
+    for name in USAGE_COLUMNS:
+        if name in _CHARGED:
+            values.append(_CHARGED[name])
+        else:
+            values.append(f"${n}::{_TYPES.get(name, 'text')}")
+            n += 1
+    return (
+        "WITH s AS (SELECT * FROM izzi_settle($1, $2, $3, $4)),"
+        f" r AS (INSERT INTO usage_records ({', '.join(USAGE_COLUMNS)}) SELECT {', '.join(values)} FROM s"
+        " WHERE s.o_found) SELECT o_found, o_charged, o_balance FROM s"
+    )
+
+
+_SETTLE = _settle_sql()
+_GROUPS = {
+    "day": "to_char(to_timestamp(u.started_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    "model": "COALESCE(u.model, '-')",
+    "key": "COALESCE(u.key_id::text, '-')",
+    "account": "COALESCE(a.name, '-')",
+}
 
 
 def _json(value: object | None) -> str | None:
     return orjson.dumps(value).decode() if value is not None else None
+
+
+def _where(*conditions: tuple[str, object]) -> tuple[str, list]:
+    """``column op $n AND …`` for the conditions (``("account_id =", value)``) whose value is
+    not None, and their values."""
+    parts, args = [], []
+    for test, value in conditions:
+        if value is not None:
+            args.append(value)
+            parts.append(f"{test} ${len(args)}")
+    return " AND ".join(parts) or "TRUE", args
 
 
 class PostgresLedger:
@@ -158,6 +362,10 @@ class PostgresLedger:
 
     async def get_account(self, name: str) -> Account | None:
         row = await self._pool.fetchrow(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = $1", name)
+        return account_of(tuple(row)) if row else None
+
+    async def get_account_by_id(self, account_id: int) -> Account | None:
+        row = await self._pool.fetchrow(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1", account_id)
         return account_of(tuple(row)) if row else None
 
     async def list_accounts(self) -> list[Account]:
@@ -220,13 +428,127 @@ class PostgresLedger:
         async with self._pool.acquire() as db, db.transaction():
             await db.executemany(_INSERT_USAGE, [usage_row(record) for record in records])
 
-    async def usage_records(self, request_id: str | None = None, limit: int = 100) -> list[UsageRecord]:
-        where, args = ("request_id = $1", (request_id,)) if request_id else ("TRUE", ())
-        columns, last = ", ".join(USAGE_COLUMNS), len(args) + 1
+    async def usage_records(
+        self, request_id: str | None = None, limit: int = 100, account_id: int | None = None
+    ) -> list[UsageRecord]:
+        where, args = _where(("request_id =", request_id or None), ("account_id =", account_id))
         rows = await self._pool.fetch(
-            f"SELECT {columns} FROM usage_records WHERE {where} ORDER BY id DESC LIMIT ${last}", *args, limit
-        )
+            f"SELECT {', '.join(USAGE_COLUMNS)} FROM usage_records WHERE {where} ORDER BY id DESC"
+            f" LIMIT ${len(args) + 1}",
+            *args, limit,
+        )  # fmt: skip
         return [record_of(dict(row)) for row in rows]
+
+    async def usage_summary(
+        self, by: str, since: float, until: float | None = None, account_id: int | None = None
+    ) -> list[UsageSummary]:
+        where, args = _where(("u.started_at >=", since), ("u.started_at <", until), ("u.account_id =", account_id))
+        rows = await self._pool.fetch(
+            f"SELECT {_GROUPS[by]} AS g, {SUMMARY_COLUMNS} FROM usage_records u"
+            f" LEFT JOIN accounts a ON a.id = u.account_id WHERE {where} GROUP BY g ORDER BY g",
+            *args,
+        )
+        return [UsageSummary(row[0], *(int(v) for v in tuple(row)[1:])) for row in rows]
+
+    # money
+
+    async def place_hold(self, ask: HoldAsk, limits: SpendLimits, now: float) -> HoldResult:
+        row = await self._pool.fetchrow(
+            "SELECT * FROM izzi_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            ask.account_id, ask.request_id, ask.amount, ask.cost, ask.owner, now, ask.expires_at,
+            _json(ask.detail), limits.window, window_start(now), limits.month, month_of(now),
+        )  # fmt: skip
+        return HoldResult(*tuple(row))
+
+    async def extend_hold(self, hold_id: int, want: int, need: int, limits: SpendLimits, now: float) -> int:
+        return await self._pool.fetchval(
+            "SELECT izzi_extend($1, $2, $3, $4, $5, $6, $7)",
+            hold_id, want, need, limits.window, window_start(now), limits.month, month_of(now),
+        )  # fmt: skip
+
+    async def settle(self, hold_id: int, cost: int, record: UsageRecord, now: float) -> Settled | None:
+        row = usage_row(record)
+        found, charged, balance = await self._pool.fetchrow(
+            _SETTLE, hold_id, cost, bucket_of(now), month_of(now), *(row[i] for i in _RECORD_AT)
+        )
+        if not found:
+            return None
+        record.cost, record.unbilled = charged, cost - charged
+        return Settled(charged, balance)
+
+    async def checkpoint_holds(self, owner: str, progress: Sequence[Checkpoint], expires_at: float) -> None:
+        async with self._pool.acquire() as db, db.transaction():
+            await db.execute("UPDATE holds SET expires_at = $1 WHERE owner = $2", expires_at, owner)
+            if progress:
+                await db.executemany(
+                    "UPDATE holds SET cost = $1, input_tokens = $2, output_tokens = $3 WHERE id = $4 AND owner = $5",
+                    [(p.cost, p.input_tokens, p.output_tokens, p.hold_id, owner) for p in progress],
+                )
+
+    async def open_holds(self, account_id: int | None = None, expired_at: float | None = None) -> list[OpenHold]:
+        where, args = _where(("account_id =", account_id), ("expires_at <=", expired_at))
+        rows = await self._pool.fetch(f"SELECT {HOLD_COLUMNS} FROM holds WHERE {where} ORDER BY id", *args)
+        return [hold_of(tuple(row)) for row in rows]
+
+    async def window_spend(self, account_id: int, now: float) -> list[tuple[int, int]]:
+        rows = await self._pool.fetch(
+            "SELECT bucket, amount FROM spend_5m WHERE account_id = $1 AND bucket >= $2 ORDER BY bucket",
+            account_id, window_start(now),
+        )  # fmt: skip
+        return [(row[0], row[1]) for row in rows]
+
+    async def month_spend(self, account_id: int, now: float) -> int:
+        value = await self._pool.fetchval(
+            "SELECT amount FROM spend_month WHERE account_id = $1 AND month = $2", account_id, month_of(now)
+        )
+        return value or 0
+
+    async def balance_of(self, account_id: int) -> Balance:
+        row = await self._pool.fetchrow(
+            "SELECT balance, held, (SELECT COUNT(*) FROM holds WHERE account_id = $1) FROM accounts WHERE id = $1",
+            account_id,
+        )
+        if row is None:
+            raise LookupError(f"no account with id {account_id}")
+        return Balance(*tuple(row))
+
+    async def add_credits(
+        self,
+        account_id: int,
+        amount: int,
+        *,
+        bonus: int = 0,
+        note: str | None = None,
+        idempotency_key: str | None = None,
+        now: float | None = None,
+    ) -> tuple[CreditEntry, bool]:
+        when = time.time() if now is None else now
+        async with self._pool.acquire() as db, db.transaction():
+            if await db.fetchval("SELECT id FROM accounts WHERE id = $1 FOR UPDATE", account_id) is None:
+                raise LookupError(f"no account with id {account_id}")
+            row = await db.fetchrow(
+                "INSERT INTO credit_entries (account_id, amount, bonus, kind, note, idempotency_key, created_at)"
+                " VALUES ($1, $2, $3, 'topup', $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING"
+                f" RETURNING {CREDIT_COLUMNS}",
+                account_id, amount + bonus, bonus, note, idempotency_key, when,
+            )  # fmt: skip
+            if row is not None:
+                await db.execute("UPDATE accounts SET balance = balance + $1 WHERE id = $2", amount + bonus, account_id)
+                return credit_of(tuple(row)), True
+            entry = credit_of(tuple(await db.fetchrow(
+                f"SELECT {CREDIT_COLUMNS} FROM credit_entries WHERE idempotency_key = $1", idempotency_key
+            )))  # fmt: skip
+        if (entry.account_id, entry.amount, entry.bonus) != (account_id, amount + bonus, bonus):
+            raise IdempotencyConflict(f"the idempotency key {idempotency_key!r} was used for another top-up")
+        return entry, False
+
+    async def credit_entries(self, account_id: int | None = None) -> list[CreditEntry]:
+        where, args = _where(("account_id =", account_id))
+        rows = await self._pool.fetch(f"SELECT {CREDIT_COLUMNS} FROM credit_entries WHERE {where} ORDER BY id", *args)
+        return [credit_of(tuple(row)) for row in rows]
+
+    async def purge_spend(self, now: float) -> None:
+        await self._pool.execute("DELETE FROM spend_5m WHERE bucket < $1", window_start(now))
 
     async def count_requests(self, account_id: int, since: float) -> int:
         return await self._pool.fetchval(

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from izzi_proxy.canonical import Usage
-from izzi_proxy.ledger import Account, ApiKey, UsageRecord
+from izzi_proxy.ledger import Account, ApiKey, CreditEntry, OpenHold, UsageRecord
 
 KEY_COLUMNS = """k.id, k.account_id, a.name, a.plan, k.name, k.prefix, k.created_at,
                   k.expires_at, k.revoked_at, a.overrides, k.allow, k.key_hash"""
@@ -31,7 +31,7 @@ USAGE_COLUMNS = (
     "request_id", "endpoint", "key_id", "account_id", "model", "upstream", "upstream_model",
     "requested_model", "stream", "status", "outcome", "error_type", "started_at", "duration_ms",
     "usage_known", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-    "reasoning_tokens", "extra",
+    "reasoning_tokens", "extra", "usage_source", "cost", "unbilled", "held", "ttft_ms", "attempts",
 )  # fmt: skip
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 
@@ -44,6 +44,7 @@ def usage_row(record: UsageRecord) -> tuple:
         record.outcome, record.error_type, record.started_at, record.duration_ms, record.usage is not None,
         u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
         u.reasoning_tokens, orjson.dumps(record.extra).decode() if record.extra else None,
+        record.usage_source, record.cost, record.unbilled, record.held, record.ttft_ms, record.attempts,
     )  # fmt: skip
 
 
@@ -52,3 +53,23 @@ def record_of(row: dict[str, Any]) -> UsageRecord:
     known, extra = row.pop("usage_known"), row.pop("extra")
     row["stream"] = bool(row["stream"])
     return UsageRecord(**row, usage=usage if known else None, extra=orjson.loads(extra) if extra else {})
+
+
+HOLD_COLUMNS = ("id, account_id, request_id, amount, cost, input_tokens, output_tokens, owner, created_at,"
+                " expires_at, detail")  # fmt: skip
+
+
+def hold_of(row: tuple) -> OpenHold:
+    return OpenHold(*row[:10], detail=json_of(row[10]) or {})
+
+
+CREDIT_COLUMNS = "id, account_id, amount, bonus, kind, note, idempotency_key, created_at"
+
+
+def credit_of(row: tuple) -> CreditEntry:
+    return CreditEntry(*row)
+
+
+SUMMARY_COLUMNS = """COUNT(*), SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END), SUM(input_tokens),
+    SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(cost),
+    SUM(unbilled)"""

@@ -36,7 +36,14 @@ async def test_list_models(bundled: Gateway) -> None:
     by_id = {m.id: m.to_dict() for m in models}
     sonnet = by_id["claude-sonnet-4"]
     assert sonnet["tier"] == "premium" and sonnet["context_window"] == 200000
-    assert sonnet["pricing"] == {"currency": "USD", "unit": "1M tokens", "input": 3.30, "output": 16.50}
+    assert sonnet["pricing"] == {
+        "currency": "USD",
+        "unit": "1M tokens",
+        "input": 3.30,
+        "output": 16.50,
+        "cache_read": 0.33,  # models.toml's [pricing] ratios: 0.1 and 1.25 of the input price
+        "cache_write": 4.125,
+    }
     assert "claude-sonnet-4-20250514" in sonnet["aliases"]
 
 

@@ -48,7 +48,7 @@ def test_unknown(catalog, name: str) -> None:
 
 
 def test_the_seed_price_list(catalog) -> None:
-    rows = {e.id: (e.tier, e.input_usd_per_mtok, e.output_usd_per_mtok, e.context_window) for e in catalog}
+    rows = {e.id: (e.tier, e.prices.usd()["input"], e.prices.usd()["output"], e.context_window) for e in catalog}
     assert rows["qwen3-235b"] == ("maintained", 0.08, 0.14, 128000)
     assert rows["openrouter-free"] == ("maintained", 0.08, 0.14, None)
     assert rows["gemini-2.5-flash-lite"] == ("budget", 0.14, 0.83, 1000000)
@@ -62,7 +62,7 @@ def test_every_entry_is_an_openai_model(catalog) -> None:
     for entry in catalog:
         data = entry.to_openai(1700000000)
         Model.model_validate(data)
-        assert data["pricing"]["input"] == entry.input_usd_per_mtok
+        assert data["pricing"]["input"] == entry.prices.input / 1_000_000
         assert entry.routes, entry.id
 
 

@@ -28,7 +28,7 @@ def test_bundled_config_loads_with_the_whole_catalog() -> None:
     assert {entry.tier for entry in config.catalog} == set(TIERS)
     counts = {tier: sum(1 for e in config.catalog if e.tier == tier) for tier in TIERS}
     assert counts == {"maintained": 9, "budget": 9, "standard": 7, "premium": 11}
-    assert config.catalog.resolve("gpt-5.1").input_usd_per_mtok == 0.70
+    assert config.catalog.resolve("gpt-5.1").prices.input == 700_000  # µcr per 1M tokens
     assert config.storage.database_url == "sqlite:///data/izzi.sqlite3"
     assert config.storage.limiter_url == "memory://"
     for upstream in config.upstreams.values():

@@ -118,7 +118,8 @@ def parse(raw: bytes, schema: type[CountTokensRequest] = MessagesRequest) -> Par
     if not req.messages:
         raise InvalidRequest("`messages` must hold at least one message", param="messages")
     stream = bool(getattr(req, "stream", False))
-    return ParsedRequest(body=body, model=req.model, stream=stream, typed=req)
+    limit = req.max_tokens if isinstance(req, MessagesRequest) else None
+    return ParsedRequest(body=body, model=req.model, stream=stream, typed=req, max_output_tokens=limit, raw=raw)
 
 
 # -- to the canonical form -------------------------------------------------------------------

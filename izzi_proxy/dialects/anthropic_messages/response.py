@@ -181,6 +181,7 @@ class StreamParser:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.usage: c.Usage | None = None
+        self.usage_final = False
         self.done = False
         self._blocks: dict[int, int] = {}  # Anthropic block index -> canonical index
 
@@ -217,6 +218,7 @@ class StreamParser:
             return [c.BlockStop(self._blocks[wire.index])]
         if kind == "message_delta":
             self.usage = merge_usage(self.usage, wire.usage)
+            self.usage_final = self.usage is not None
             delta = wire.delta or {}
             reason = delta.get("stop_reason")
             out: list[c.StreamEvent] = [

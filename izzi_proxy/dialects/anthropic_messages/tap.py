@@ -33,6 +33,7 @@ class AnthropicTap(WatchingTap):
             self.usage = merge_usage(self.usage, event.message.usage)
         elif event.type == "message_delta":
             self.usage = merge_usage(self.usage, event.usage)
+            self.usage_final = self.usage is not None
         elif event.type == "message_stop":
             self.done = True
         elif event.type == "error":

@@ -146,7 +146,10 @@ def parse(raw: bytes) -> ParsedRequest:
                         f"Content part of type {part.type!r} needs `{needed}`",
                         param=f"messages[{i}].content[{j}].{needed}",
                     )
-    return ParsedRequest(body=body, model=req.model, stream=bool(req.stream), typed=req)
+    return ParsedRequest(
+        body=body, model=req.model, stream=bool(req.stream), typed=req,
+        max_output_tokens=req.max_completion_tokens or req.max_tokens, raw=raw,
+    )  # fmt: skip
 
 
 # -- to the canonical form -------------------------------------------------------------------

@@ -186,6 +186,7 @@ class StreamParser:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.usage: c.Usage | None = None
+        self.usage_final = False
         self.done = False
         self._started = False
         self._open: int | None = None  # index of the block being written
@@ -213,6 +214,7 @@ class StreamParser:
             out.append(c.Start(chunk.id, chunk.model))
         if chunk.usage is not None:
             self.usage = usage_from_wire(chunk.usage)
+            self.usage_final = self.usage is not None
         for choice in chunk.choices:
             if choice.index != 0 or choice.delta is None:
                 continue

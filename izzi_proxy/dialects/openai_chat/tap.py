@@ -43,7 +43,7 @@ def _notable(chunk: bytes) -> bool:
 class OpenAIChatTap:
     """Usage, end and error of an OpenAI chat stream, read from its lines as they pass."""
 
-    __slots__ = ("_dropped", "_echo", "_hide", "_lines", "done", "error", "usage")
+    __slots__ = ("_dropped", "_echo", "_hide", "_lines", "done", "error", "usage", "usage_final")
 
     def __init__(self, model: str, hide_usage: bool) -> None:
         self._echo = ModelEcho(model)
@@ -51,6 +51,7 @@ class OpenAIChatTap:
         self._dropped = False  # the last line was dropped: drop the blank line ending its event
         self._lines = sse.LineSplitter()
         self.usage: Usage | None = None
+        self.usage_final = False  # OpenAI reports usage once, whole
         self.done = False
         self.error = False
 
@@ -106,6 +107,7 @@ class OpenAIChatTap:
             if carrier.usage is None:
                 return line  # a nested "usage" (e.g. Groq's x_groq), not the chunk's own
             self.usage = usage_from_wire(carrier.usage)
+            self.usage_final = self.usage is not None
             if self._hide:
                 if not carrier.choices:
                     self._dropped = True

@@ -147,7 +147,10 @@ def parse(raw: bytes) -> ParsedRequest:
     body = decode_object(raw)
     req = _validated(body)
     echo = {key: body[key] for key in ECHOED if key in body}
-    return ParsedRequest(body=body, model=req.model, stream=bool(req.stream), typed=Responses(req, echo))
+    return ParsedRequest(
+        body=body, model=req.model, stream=bool(req.stream), typed=Responses(req, echo),
+        max_output_tokens=req.max_output_tokens, raw=raw,
+    )  # fmt: skip
 
 
 def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -165,7 +168,10 @@ def with_history(parsed: ParsedRequest, history: list[dict[str, Any]]) -> Parsed
     body["input"] = [*history, *input_items(parsed.body)]
     typed: Responses = parsed.typed
     view = Responses(_validated(body), typed.echo, history)
-    return ParsedRequest(body=body, model=parsed.model, stream=parsed.stream, typed=view)
+    return ParsedRequest(
+        body=body, model=parsed.model, stream=parsed.stream, typed=view,
+        max_output_tokens=parsed.max_output_tokens, raw=orjson.dumps(history) + parsed.raw,
+    )  # fmt: skip
 
 
 def strip_foreign_reasoning(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

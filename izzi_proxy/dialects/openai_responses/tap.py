@@ -64,3 +64,4 @@ class ResponsesTap(WatchingTap):
                 self.usage = response.usage_from_wire(msgspec.convert(wire, response.WireUsage)) if wire else None
             except msgspec.ValidationError:
                 self.usage = None
+            self.usage_final = self.usage is not None

@@ -6,12 +6,9 @@ idempotent across reopenings."""
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -19,31 +16,6 @@ import pytest
 
 from izzi_proxy.canonical import Usage
 from izzi_proxy.ledger import AlreadyExists, UsageRecord, hash_secret, mask, open_ledger
-
-POSTGRES_URL = os.environ.get("IZZI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def url(request, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh, empty ledger's URL (a missing PostgreSQL fails here, loudly: nothing skips)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/ledger.sqlite3"
-        return
-    schema = "test_" + secrets.token_hex(6)
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f"CREATE SCHEMA {schema}")
-        yield f"{POSTGRES_URL}?search_path={schema}"
-    finally:
-        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        await admin.close()
-
-
-@pytest.fixture
-async def ledger(url: str):
-    ledger = await open_ledger(url)
-    yield ledger
-    await ledger.aclose()
 
 
 async def test_key_format_and_hashed_storage(ledger, url: str, tmp_path: Path) -> None:
