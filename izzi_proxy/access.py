@@ -9,7 +9,8 @@ from izzi_proxy.errors import ModelNotAllowed
 from izzi_proxy.ledger import ApiKey
 from izzi_proxy.limiter import Limits
 
-OVERRIDABLE = (*LIMIT_NAMES, "tiers")
+CREDIT_OVERRIDES = ("credits_per_5h", "monthly_budget")  # decimal strings of credits (billing.spend_limits)
+OVERRIDABLE = (*LIMIT_NAMES, "tiers", *CREDIT_OVERRIDES)
 
 
 def plan_of(config: LimitsConfig, key: ApiKey) -> Plan:

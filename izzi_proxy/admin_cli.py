@@ -7,8 +7,12 @@
     keys create --name N [--account A] [--plan P] [--expires-days D] [--models m1,tier:budget] [--if-none]
     keys list [--account A]
     keys revoke ID
+    credits add ACCOUNT AMOUNT [--note N] [--bonus-pct P] [--idempotency-key K]
+    credits show ACCOUNT                            balance, open holds, top-ups
+    usage [--by day|model|key|account] [--since 7d|2026-11-01] [--account A]
 
-Keys are printed once, at creation; only their hash and an 11-character prefix are kept.
+Amounts are credits (1 credit = $1), with up to six decimals. Keys are printed once, at
+creation; only their hash and an 11-character prefix are kept.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from izzi_proxy.access import OVERRIDABLE, limits_for
+from izzi_proxy.access import CREDIT_OVERRIDES, OVERRIDABLE, limits_for
 from izzi_proxy.catalog import TIERS
 from izzi_proxy.config import Config
-from izzi_proxy.ledger import Account, Ledger, open_ledger
+from izzi_proxy.ledger import SUMMARY_GROUPS, Account, IdempotencyConflict, Ledger, open_ledger
+from izzi_proxy.pricing import AmountError, credits, to_micro
 
 
 def add_commands(sub: argparse._SubParsersAction, with_config) -> None:
@@ -54,6 +59,23 @@ def add_commands(sub: argparse._SubParsersAction, with_config) -> None:
     revoke = with_config(keys.add_parser("revoke", help="revoke a key by id"))
     revoke.add_argument("id", type=int)
 
+    money = sub.add_parser("credits", help="top up and inspect balances").add_subparsers(
+        dest="credits_command", required=True
+    )
+    add = with_config(money.add_parser("add", help="add credits to an account (a ledger entry)"))
+    add.add_argument("account")
+    add.add_argument("amount", help="credits, e.g. 10 or 2.5")
+    add.add_argument("--note", help="why (a payment reference, a gift)")
+    add.add_argument("--bonus-pct", default="0", help="a bonus on top, in percent of the amount (e.g. 25)")
+    add.add_argument("--idempotency-key", help="a key that makes repeating this top-up a no-op")
+    show_credits = with_config(money.add_parser("show", help="an account's balance, open holds and top-ups"))
+    show_credits.add_argument("account")
+
+    usage = with_config(sub.add_parser("usage", help="usage and cost, grouped"))
+    usage.add_argument("--by", choices=SUMMARY_GROUPS, default="day")
+    usage.add_argument("--since", default="7d", help="a number of days (7d), hours (5h) or a date (2026-11-01)")
+    usage.add_argument("--account", help="only this account")
+
 
 class UsageError(Exception):
     pass
@@ -64,8 +86,12 @@ async def run(config: Config, args: argparse.Namespace) -> int:
     try:
         if args.command == "accounts":
             return await _accounts(config, ledger, args)
+        if args.command == "credits":
+            return await _credits(ledger, args)
+        if args.command == "usage":
+            return await _usage(ledger, args)
         return await _keys(config, ledger, args)
-    except UsageError as exc:
+    except (UsageError, AmountError, IdempotencyConflict) as exc:
         print(f"izzi-proxy: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -110,6 +136,14 @@ def _overrides(pairs: list[str]) -> dict:
             if bad := [t for t in tiers if t not in TIERS]:
                 raise UsageError(f"unknown tier {bad[0]!r}; tiers: {', '.join(TIERS)}")
             overrides[name] = tiers
+        elif name in CREDIT_OVERRIDES:
+            try:
+                micro = to_micro(value)
+            except AmountError as err:
+                raise UsageError(f"{name}: {err}") from None
+            if micro < 0:
+                raise UsageError(f"{name} cannot be negative, got {value!r}")
+            overrides[name] = credits(micro)
         elif not value.isdigit() or int(value) < 1:
             raise UsageError(f"{name} must be a whole number of at least 1, got {value!r}")
         else:
@@ -151,6 +185,8 @@ async def _accounts(config: Config, ledger: Ledger, args: argparse.Namespace) ->
             print(f"limits: {limits.rpm} requests/min, {limits.concurrent} in flight, {limits.daily} per day")
         if account.overrides:
             print(f"overrides: {account.overrides}")
+        balance = await ledger.balance_of(account.id)
+        print(f"balance: {credits(balance.balance)} credits ({credits(balance.held)} held by requests in flight)")
         since = time.time() - (time.time() % 86400)
         used = [
             r for r in await ledger.usage_records(limit=100_000) if r.account_id == account.id and r.started_at >= since
@@ -213,3 +249,59 @@ async def _keys(config: Config, ledger: Ledger, args: argparse.Namespace) -> int
         return 0
     print(f"no live key with id {args.id}", file=sys.stderr)
     return 1
+
+
+async def _credits(ledger: Ledger, args: argparse.Namespace) -> int:
+    account = await _account(ledger, args.account)
+    if args.credits_command == "add":
+        amount = to_micro(args.amount)
+        if amount <= 0:
+            raise UsageError(f"the amount must be more than 0, got {args.amount!r}")
+        bonus = bonus_of(amount, args.bonus_pct)
+        entry, new = await ledger.add_credits(
+            account.id, amount, bonus=bonus, note=args.note, idempotency_key=args.idempotency_key
+        )
+        balance = await ledger.balance_of(account.id)
+        what = "added" if new else "already added (same idempotency key)"
+        extra = f" (a {credits(entry.bonus)} bonus included)" if entry.bonus else ""
+        print(f"{what}: {credits(entry.amount)} credits to {account.name!r}{extra}; "
+              f"balance {credits(balance.balance)}", file=sys.stderr)  # fmt: skip
+        return 0
+    balance = await ledger.balance_of(account.id)
+    print(f"account {account.name!r}: balance {credits(balance.balance)}, held {credits(balance.held)} "
+          f"by {balance.holds} request(s) in flight, available {credits(balance.available)}")  # fmt: skip
+    for entry in await ledger.credit_entries(account.id):
+        note = f"\t{entry.note}" if entry.note else ""
+        print(f"  {_when(entry.created_at)}\t+{credits(entry.amount)}\t{entry.kind}{note}")
+    return 0
+
+
+def bonus_of(amount: int, pct: str) -> int:
+    """``pct`` percent of ``amount`` µcr, rounded down to the micro-credit."""
+    try:
+        share = to_micro(pct)
+    except AmountError as err:
+        raise UsageError(f"--bonus-pct: {err}") from None
+    if not 0 <= share <= 100 * 10**6:
+        raise UsageError(f"--bonus-pct must be between 0 and 100, got {pct!r}")
+    return amount * share // (100 * 10**6)
+
+
+def since_of(text: str, now: float) -> float:
+    """``7d``, ``5h`` or a UTC date (``2026-11-01``) as a time."""
+    try:
+        if text[-1:] in ("d", "h"):
+            return now - float(text[:-1]) * (86400 if text[-1] == "d" else 3600)
+        return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        raise UsageError(f"--since takes 7d, 5h or a date like 2026-11-01, got {text!r}") from None
+
+
+async def _usage(ledger: Ledger, args: argparse.Namespace) -> int:
+    account_id = (await _account(ledger, args.account)).id if args.account else None
+    rows = await ledger.usage_summary(args.by, since_of(args.since, time.time()), account_id=account_id)
+    print(f"{args.by}\trequests\terrors\tinput\toutput\tcache_read\tcache_write\treasoning\tcost\tunbilled")
+    for r in rows:
+        print(f"{r.group}\t{r.requests}\t{r.errors}\t{r.input_tokens}\t{r.output_tokens}\t{r.cache_read_tokens}"
+              f"\t{r.cache_write_tokens}\t{r.reasoning_tokens}\t{credits(r.cost)}\t{credits(r.unbilled)}")  # fmt: skip
+    return 0

@@ -8,10 +8,12 @@ import aiohttp
 from aiohttp import web
 
 from izzi_proxy import handlers, middleware, models_api, openapi, relay, responses_api
+from izzi_proxy.billing import Billing
 from izzi_proxy.config import Config
 from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 from izzi_proxy.keys import (
+    BILLING,
     BLOCKED_IPS,
     CONFIG,
     LEASES,
@@ -29,6 +31,7 @@ from izzi_proxy.ledger.writer import UsageWriter
 from izzi_proxy.limiter import open_limiter
 from izzi_proxy.limiter.guard import GuardedLimiter
 from izzi_proxy.limiter.leases import LeaseKeeper
+from izzi_proxy.middleware.metering import add_cost_headers
 from izzi_proxy.middleware.rate_limit import add_rate_headers
 from izzi_proxy.middleware.request_log import add_request_id
 from izzi_proxy.providers import Registry, build_upstreams, registry
@@ -56,6 +59,7 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
     app[LOAD] = Load()
     app.on_response_prepare.append(add_request_id)
     app.on_response_prepare.append(add_rate_headers)
+    app.on_response_prepare.append(add_cost_headers)
     app.on_shutdown.append(relay.stop_streams)
 
     chat = handlers.generation(OPENAI_CHAT)
@@ -80,7 +84,10 @@ async def _ledger(app: web.Application) -> AsyncIterator[None]:
     app[LEDGER] = await open_ledger(storage.database_url, storage.key_cache_s)
     app[USAGE_WRITER] = UsageWriter(app[LEDGER])
     app[USAGE_WRITER].start()
+    app[BILLING] = Billing(app[CONFIG], app[LEDGER], app[USAGE_WRITER])
+    app[BILLING].start()
     yield
+    await app[BILLING].aclose()
     await app[USAGE_WRITER].aclose()
     await app[LEDGER].aclose()
 

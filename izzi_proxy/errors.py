@@ -17,6 +17,7 @@ Exception tree::
     ├── RateLimited                 429 rate_limit_error   (requests per minute, in flight)
     │   └── QuotaExceeded           429 quota_exceeded     (requests per day, the plan's credits per 5 h)
     ├── LimiterUnavailable          503 service_unavailable (shared limiter down, policy "closed")
+    │   ├── LedgerUnavailable       503 service_unavailable (the ledger could not place a hold)
     │   └── Overloaded              503 service_unavailable (the gateway's own caps on what is in flight)
     ├── UpstreamError               502 upstream_error     (upstream answered with an error)
     │   ├── UpstreamRejected        400 invalid_request_error (upstream refused the request's content)
@@ -126,6 +127,10 @@ class LimiterUnavailable(_RetryLater):
     type = "service_unavailable"
 
 
+class LedgerUnavailable(LimiterUnavailable):
+    """The ledger (balances, holds) could not be reached: nothing is admitted unpaid."""
+
+
 class Overloaded(LimiterUnavailable):
     """The gateway is serving as many requests, or holding as many body bytes, as it may."""
 
@@ -162,6 +167,7 @@ class UpstreamError(GatewayError):
         self.upstream = upstream
         self.upstream_status = upstream_status
         self.retryable = retryable
+        self.attempts = 1  # routes tried (the router sets it)
 
 
 class UpstreamConnectionError(UpstreamError):

@@ -21,7 +21,7 @@ from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
 from izzi_proxy.dialects.echo import echo_in_body
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 from izzi_proxy.errors import NotFound, UpstreamError
-from izzi_proxy.keys import API_KEY, BODY, CONFIG, RECORD, REQUEST_ID, ROUTER
+from izzi_proxy.keys import API_KEY, BILL, BILLING, BODY, CONFIG, RECORD, REQUEST_ID, ROUTER
 from izzi_proxy.routes import Handler, endpoint
 from izzi_proxy.translate import TranslatingTap
 
@@ -57,9 +57,17 @@ async def generate(request: web.Request, dialect: Dialect, parsed: ParsedRequest
     entry = resolve(request, parsed.model)
     check_model(request.app[CONFIG].limits, request[API_KEY], entry)
     record.model, record.requested_model, record.stream = entry.id, parsed.model, parsed.stream
+    billing = request.app[BILLING]
+    bill = request[BILL] = billing.bill(request[API_KEY], entry, parsed)
+    await billing.hold(bill, entry, parsed, record)  # durable before the upstream is asked
     headers = dialect.forward_headers(request.headers)
-    sent = await request.app[ROUTER].send(entry, dialect, parsed, request[REQUEST_ID], headers)
-    record.upstream, record.upstream_model = sent.route.upstream, sent.route.model
+    try:
+        sent = await request.app[ROUTER].send(entry, dialect, parsed, request[REQUEST_ID], headers)
+    except UpstreamError as err:
+        record.attempts = err.attempts
+        raise
+    bill.answered = True
+    record.upstream, record.upstream_model, record.attempts = sent.route.upstream, sent.route.model, sent.attempts
     passthrough = sent.passthrough(dialect)
     if parsed.stream:
         tap = (
@@ -67,7 +75,8 @@ async def generate(request: web.Request, dialect: Dialect, parsed: ParsedRequest
             if passthrough
             else TranslatingTap(sent.wire.stream_parser(sent.route.upstream), dialect.stream_renderer(parsed))
         )
-        return Generated(await relay.relay_stream(request, sent.reply, tap, dialect, record), tap=tap)
+        meter = relay.Meter(billing, bill, dialect.name)
+        return Generated(await relay.relay_stream(request, sent.reply, tap, dialect, record, meter), tap=tap)
 
     def answer(body: bytes) -> tuple[bytes, Usage | None]:
         if passthrough:
@@ -75,7 +84,7 @@ async def generate(request: web.Request, dialect: Dialect, parsed: ParsedRequest
         resp = sent.wire.parse_response(body, sent.route.upstream)
         return dialect.render_response(resp, parsed), resp.usage
 
-    response = await relay.relay_body(sent.reply, record, answer)
+    response = await relay.relay_body(sent.reply, record, answer, bill)
     return Generated(response, body=response.body)  # type: ignore[arg-type]
 
 

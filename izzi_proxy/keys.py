@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from aiohttp import ClientSession, web
 
 if TYPE_CHECKING:
+    from izzi_proxy.billing import Bill, Billing
     from izzi_proxy.config import Config
     from izzi_proxy.ledger import ApiKey, Ledger, UsageRecord
     from izzi_proxy.ledger.writer import UsageWriter
@@ -35,6 +36,7 @@ STREAMS: web.AppKey[set[asyncio.Task[object]]] = web.AppKey("izzi.streams")
 LIMITER: web.AppKey[Limiter] = web.AppKey("izzi.limiter")
 LEASES: web.AppKey[LeaseKeeper] = web.AppKey("izzi.leases")
 BLOCKED_IPS: web.AppKey[dict[str, float]] = web.AppKey("izzi.blocked_ips")  # ip -> blocked until (epoch s)
+BILLING: web.AppKey[Billing] = web.AppKey("izzi.billing")
 LOAD: web.AppKey[Load] = web.AppKey("izzi.load")  # what is in flight, for the gateway-wide caps
 
 # On each request
@@ -43,4 +45,6 @@ API_KEY: web.RequestKey[ApiKey] = web.RequestKey("izzi.api_key")
 RECORD: web.RequestKey[UsageRecord] = web.RequestKey("izzi.usage_record")
 CLIENT_IP: web.RequestKey[str] = web.RequestKey("izzi.client_ip")  # unset for allow-listed IPs
 RATE_HEADERS: web.RequestKey[dict[str, str]] = web.RequestKey("izzi.rate_headers")
+BILL: web.RequestKey[Bill] = web.RequestKey("izzi.bill")  # a generation's hold (handlers.generate)
+COST_HEADERS: web.RequestKey[dict[str, str]] = web.RequestKey("izzi.cost_headers")  # once settled
 BODY: web.RequestKey[bytes] = web.RequestKey("izzi.body")  # read by the body middleware

@@ -5,21 +5,31 @@ the very same bytes object (unless it had to hide an event); otherwise a transla
 Memory per stream is one chunk plus at most one unfinished line. A failure after the
 first byte is sent as an in-stream error in the client's format; a client that hangs up
 closes the upstream request.
+
+A ``Meter`` counts the model output each frame carries before it goes out (the request's
+``Bill``): a frame the hold cannot cover, even extended, is not sent, and the stream ends
+with ``insufficient_balance``. The answer's cost is written into its final usage object
+(``"cost"``, in credits, as OpenRouter does): a stream's headers are gone by then.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import time
 from collections.abc import Callable
 
 from aiohttp import web
 
+from izzi_proxy import tokens
+from izzi_proxy.billing import Bill, Billing
 from izzi_proxy.canonical import Usage
 from izzi_proxy.dialects import Dialect, StreamTap
-from izzi_proxy.errors import GatewayError, ServerError, UpstreamConnectionError
+from izzi_proxy.errors import GatewayError, InsufficientBalance, ServerError, UpstreamConnectionError
 from izzi_proxy.keys import CONFIG, STREAMS
 from izzi_proxy.ledger import UsageRecord
+from izzi_proxy.pricing import credits
 from izzi_proxy.providers import UpstreamReply
 
 log = logging.getLogger("izzi.relay")
@@ -31,12 +41,57 @@ SSE_HEADERS = {
 }
 
 
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{\s*(\}?)')
+
+
+class Meter:
+    """A stream's frames, counted against its bill on their way out."""
+
+    __slots__ = ("_bill", "_billing", "_fields", "_stamped")
+
+    def __init__(self, billing: Billing, bill: Bill, dialect_name: str) -> None:
+        self._billing, self._bill = billing, bill
+        self._fields = tokens.OUTPUT_FIELDS[dialect_name]
+        self._stamped = not billing.enabled
+
+    async def admit(self, out: bytes, tap: StreamTap, record: UsageRecord) -> bytes:
+        """The frame to send (its usage stamped with the cost), or InsufficientBalance."""
+        bill = self._bill
+        bill.usage = tap.usage
+        size = tokens.output_bytes(self._fields, out)
+        if size:
+            if not bill.covers(size) and not await self._billing.extend(bill, size):
+                raise InsufficientBalance(
+                    f"Not enough credits to continue: the answer so far costs {credits(bill.cost_so_far())} "
+                    f"credits, all the account could hold for it; top up to continue",
+                    code="insufficient_balance",
+                )
+            bill.output_bytes += size
+            if record.ttft_ms is None:
+                record.ttft_ms = (time.time() - record.started_at) * 1000
+        if not self._stamped and tap.usage_final and tap.usage is not None:
+            out = self._stamp(out, bill.prices.cost(tap.usage))
+        return out
+
+    def _stamp(self, out: bytes, cost: int) -> bytes:
+        found = None
+        for found in _USAGE_OBJECT.finditer(out):  # noqa: B007 - the last one is the final usage
+            pass
+        if found is None:
+            return out
+        self._stamped = True
+        at = found.end(0) - len(found.group(1))
+        field = b'"cost":' + credits(cost).encode() + (b"" if found.group(1) else b",")
+        return out[:at] + field + out[at:]
+
+
 async def relay_stream(
     request: web.Request,
     reply: UpstreamReply,
     tap: StreamTap,
     dialect: Dialect,
     record: UsageRecord,
+    meter: Meter,
 ) -> web.StreamResponse:
     """Relay a stream until its terminal event (or an error), then end it. The record's
     status is set once the answer's last frame is out: whatever the connections do after
@@ -47,15 +102,15 @@ async def relay_stream(
     try:
         await response.prepare(request)
         if out := tap.feed(reply.head):
-            await response.write(out)
+            await response.write(await meter.admit(out, tap, record))
         if not tap.done:
             async for chunk in reply.body:
                 if out := tap.feed(chunk):
-                    await response.write(out)
+                    await response.write(await meter.admit(out, tap, record))
                 if tap.done:
                     break  # the terminal event is out; the upstream's own end is not waited for
         if out := tap.finish():
-            await response.write(out)
+            await response.write(await meter.admit(out, tap, record))
         if not (tap.done or tap.error):
             raise UpstreamConnectionError(
                 "The upstream ended the stream before it was complete", upstream=record.upstream or "-"
@@ -81,6 +136,8 @@ async def relay_stream(
     finally:
         streams.discard(task)
         record.usage = tap.usage
+        if tap.usage_final:
+            record.usage_source = "reported"
         if tap.error:
             record.outcome, record.error_type = "error", "upstream_error"
         await reply.aclose(finished=tap.done)
@@ -118,12 +175,18 @@ async def stop_streams(app: web.Application) -> None:
 
 
 async def relay_body(
-    reply: UpstreamReply, record: UsageRecord, answer: Callable[[bytes], tuple[bytes, Usage | None]]
+    reply: UpstreamReply, record: UsageRecord, answer: Callable[[bytes], tuple[bytes, Usage | None]], bill: Bill
 ) -> web.Response:
     """A plain answer: ``answer`` gives the client's body and the usage (the upstream's
-    bytes unchanged in passthrough, a translation otherwise)."""
+    bytes unchanged in passthrough, a translation otherwise). With no usage in it, the
+    output is estimated from the answer's text."""
     try:
         body, record.usage = answer(reply.head)
     finally:
         await reply.aclose()
+    if record.usage is not None:
+        record.usage_source = "reported"
+    else:
+        bill.output_bytes = tokens.output_bytes(tokens.ANSWER_FIELDS, body)
+    record.ttft_ms = (time.time() - record.started_at) * 1000
     return web.Response(body=body, status=reply.status, content_type="application/json")

@@ -28,6 +28,7 @@ class Sent:
     route: Route
     reply: UpstreamReply
     wire: Dialect  # the format the upstream answered in
+    attempts: int = 1  # routes tried, this one included
 
     def passthrough(self, dialect: Dialect) -> bool:
         return self.wire is dialect
@@ -88,9 +89,10 @@ class Router:
                 )
             call = UpstreamCall(wire.name, body, parsed.stream, request_id, call_headers)
             try:
-                return Sent(route, await provider.send(call), wire)
+                return Sent(route, await provider.send(call), wire, i + 1)
             except UpstreamError as err:
                 if not err.retryable or i == last:
+                    err.attempts = i + 1
                     raise
                 log.warning(
                     "request %s: %s failed (%s); falling back to %s",

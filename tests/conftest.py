@@ -21,6 +21,7 @@ from izzi_proxy.app import create_app
 from izzi_proxy.config import Config, load_config
 from izzi_proxy.keys import LEDGER, USAGE_WRITER
 from izzi_proxy.ledger import Ledger, UsageRecord
+from izzi_proxy.pricing import MICRO
 from izzi_proxy.testing import RECEIVED, Received, fake_anthropic_app, fake_openai_app
 
 UPSTREAM_KEY = "sk-upstream-test"
@@ -277,11 +278,17 @@ async def anthropic_upstream(aiohttp_server) -> TestServer:
 
 
 async def start_gateway(
-    aiohttp_server, config: Config, upstream: TestServer | None, plan: str = "unlimited", **server_kwargs
+    aiohttp_server,
+    config: Config,
+    upstream: TestServer | None,
+    plan: str = "unlimited",
+    credits: int = 1000,
+    **server_kwargs,
 ) -> Gateway:
     app = create_app(config)
     server = await aiohttp_server(app, **server_kwargs)
     account = await app[LEDGER].create_account("test-account", plan)
+    await app[LEDGER].add_credits(account.id, credits * MICRO, note="test")
     _, secret = await app[LEDGER].create_key(account.id, "test-key")
     return Gateway(app, server, secret, upstream)
 

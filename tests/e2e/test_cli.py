@@ -102,6 +102,7 @@ async def wait_ready(url: str, process: asyncio.subprocess.Process) -> None:
 async def served(tmp_path: Path, request) -> AsyncIterator[tuple[str, str, asyncio.subprocess.Process]]:
     config = str(make_config(tmp_path, "chunks = 10\nchunk_delay_ms = 100", shutdown_s=request.param))
     secret = cli("keys", "create", "--name", "t", "--config", config).stdout.strip()
+    assert cli("credits", "add", "default", "5", "--config", config).returncode == 0
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "izzi_proxy", "serve", "--config", config, "--port", str(port),

@@ -20,6 +20,7 @@ from izzi_proxy.app import create_app
 from izzi_proxy.config import load_config
 from izzi_proxy.keys import LEDGER, USAGE_WRITER
 from izzi_proxy.ledger import UsageRecord
+from izzi_proxy.pricing import MICRO
 from izzi_proxy.testing import DISCONNECTS
 from tests.conftest import write_config
 
@@ -48,6 +49,7 @@ async def served(request, upstream, anthropic_upstream, tmp_path, upstream_env) 
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     account = await app[LEDGER].create_account("a", "unlimited")
+    await app[LEDGER].add_credits(account.id, 1000 * MICRO)
     _, secret = await app[LEDGER].create_key(account.id, "k")
     try:
         yield Served(f"http://127.0.0.1:{runner.addresses[0][1]}", secret, app)

@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from izzi_proxy.config import load_config
+from izzi_proxy.pricing import MICRO
 from tests.conftest import Gateway, start_gateway, write_config
 
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -23,6 +24,7 @@ ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 async def key_for(gateway: Gateway, plan: str = "pro", allow: list[str] | None = None, **overrides) -> str:
     account = await gateway.ledger.create_account(f"acct-{len(await gateway.ledger.list_accounts())}", plan, overrides)
+    await gateway.ledger.add_credits(account.id, 1000 * MICRO)
     _, secret = await gateway.ledger.create_key(account.id, "k", allow=allow)
     return secret
 

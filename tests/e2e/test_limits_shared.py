@@ -110,6 +110,7 @@ async def stop_gateways(gateways) -> None:
 def account_key(config: Path, name: str, *overrides: str) -> str:
     args = [f"--override={o}" for o in overrides]
     assert cli("accounts", "create", name, "--plan", "pro", *args, "--config", str(config)).returncode == 0
+    assert cli("credits", "add", name, "1000", "--config", str(config)).returncode == 0
     return cli("keys", "create", "--name", "k", "--account", name, "--config", str(config)).stdout.strip()
 
 

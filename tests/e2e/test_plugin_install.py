@@ -113,6 +113,7 @@ async def test_installed_plugin_is_discovered_and_a_broken_one_is_isolated(tmp_p
         '[upstreams.mock]\nkind = "mock"\n'
     )
     secret = cli("keys", "create", "--name", "t", "--config", str(config)).stdout.strip()
+    assert cli("credits", "add", "default", "10", "--config", str(config)).returncode == 0
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "izzi_proxy", "serve", "--config", str(config), "--port", str(port),
