@@ -3,14 +3,42 @@ limits and the model tiers; the key's own allow-list can narrow the models furth
 
 from __future__ import annotations
 
-from izzi_proxy.catalog import ModelEntry
+from izzi_proxy.catalog import TIERS, ModelEntry
 from izzi_proxy.config import LIMIT_NAMES, LimitsConfig, Plan
 from izzi_proxy.errors import ModelNotAllowed
 from izzi_proxy.ledger import ApiKey
 from izzi_proxy.limiter import Limits
+from izzi_proxy.pricing import AmountError, credits, to_micro
 
 CREDIT_OVERRIDES = ("credits_per_5h", "monthly_budget")  # decimal strings of credits (billing.spend_limits)
 OVERRIDABLE = (*LIMIT_NAMES, "tiers", *CREDIT_OVERRIDES)
+
+
+def override_value(name: str, value: object) -> object:
+    """An account override, checked and normalised: whole numbers of at least 1 for the
+    request limits, a list of tiers, decimal strings of credits for the money limits.
+    ValueError says what is wrong."""
+    if name not in OVERRIDABLE:
+        raise ValueError(f"{name!r} is not one of {', '.join(OVERRIDABLE)}")
+    if name == "tiers":
+        tiers = [t.strip() for t in value if isinstance(t, str) and t.strip()] if isinstance(value, list) else None
+        if not tiers:
+            raise ValueError("tiers takes a list of tiers")
+        if bad := [t for t in tiers if t not in TIERS]:
+            raise ValueError(f"unknown tier {bad[0]!r}; tiers: {', '.join(TIERS)}")
+        return tiers
+    if name in CREDIT_OVERRIDES:
+        try:
+            micro = to_micro(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+        except AmountError as err:
+            raise ValueError(f"{name}: {err}") from None
+        if micro is None or micro < 0:
+            raise ValueError(f"{name} takes a number of credits of at least 0, got {value!r}")
+        return credits(micro)
+    number = int(value) if isinstance(value, str) and value.isdigit() else value
+    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+    return number
 
 
 def plan_of(config: LimitsConfig, key: ApiKey) -> Plan:

@@ -22,11 +22,11 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from izzi_proxy.access import CREDIT_OVERRIDES, OVERRIDABLE, limits_for
+from izzi_proxy.access import OVERRIDABLE, limits_for, override_value
 from izzi_proxy.catalog import TIERS
 from izzi_proxy.config import Config
 from izzi_proxy.ledger import SUMMARY_GROUPS, Account, IdempotencyConflict, Ledger, open_ledger
-from izzi_proxy.pricing import AmountError, credits, to_micro
+from izzi_proxy.pricing import AmountError, credits, percent_of, to_micro
 
 
 def add_commands(sub: argparse._SubParsersAction, with_config) -> None:
@@ -129,25 +129,12 @@ def _overrides(pairs: list[str]) -> dict:
     overrides: dict = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        if not sep or name not in OVERRIDABLE:
+        if not sep:
             raise UsageError(f"--override takes K=V with K one of {', '.join(OVERRIDABLE)}, got {pair!r}")
-        if name == "tiers":
-            tiers = [t for t in value.split(",") if t]
-            if bad := [t for t in tiers if t not in TIERS]:
-                raise UsageError(f"unknown tier {bad[0]!r}; tiers: {', '.join(TIERS)}")
-            overrides[name] = tiers
-        elif name in CREDIT_OVERRIDES:
-            try:
-                micro = to_micro(value)
-            except AmountError as err:
-                raise UsageError(f"{name}: {err}") from None
-            if micro < 0:
-                raise UsageError(f"{name} cannot be negative, got {value!r}")
-            overrides[name] = credits(micro)
-        elif not value.isdigit() or int(value) < 1:
-            raise UsageError(f"{name} must be a whole number of at least 1, got {value!r}")
-        else:
-            overrides[name] = int(value)
+        try:
+            overrides[name] = override_value(name, value.split(",") if name == "tiers" else value)
+        except ValueError as err:
+            raise UsageError(f"--override: {err}") from None
     return overrides
 
 
@@ -257,7 +244,10 @@ async def _credits(ledger: Ledger, args: argparse.Namespace) -> int:
         amount = to_micro(args.amount)
         if amount <= 0:
             raise UsageError(f"the amount must be more than 0, got {args.amount!r}")
-        bonus = bonus_of(amount, args.bonus_pct)
+        try:
+            bonus = percent_of(amount, args.bonus_pct)
+        except AmountError as err:
+            raise UsageError(f"--bonus-pct: {err}") from None
         entry, new = await ledger.add_credits(
             account.id, amount, bonus=bonus, note=args.note, idempotency_key=args.idempotency_key
         )
@@ -274,17 +264,6 @@ async def _credits(ledger: Ledger, args: argparse.Namespace) -> int:
         note = f"\t{entry.note}" if entry.note else ""
         print(f"  {_when(entry.created_at)}\t+{credits(entry.amount)}\t{entry.kind}{note}")
     return 0
-
-
-def bonus_of(amount: int, pct: str) -> int:
-    """``pct`` percent of ``amount`` µcr, rounded down to the micro-credit."""
-    try:
-        share = to_micro(pct)
-    except AmountError as err:
-        raise UsageError(f"--bonus-pct: {err}") from None
-    if not 0 <= share <= 100 * 10**6:
-        raise UsageError(f"--bonus-pct must be between 0 and 100, got {pct!r}")
-    return amount * share // (100 * 10**6)
 
 
 def since_of(text: str, now: float) -> float:

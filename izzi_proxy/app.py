@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from izzi_proxy import handlers, middleware, models_api, openapi, relay, responses_api
+from izzi_proxy import account_api, admin_api, handlers, middleware, models_api, openapi, relay, responses_api
 from izzi_proxy.billing import Billing
 from izzi_proxy.config import Config
 from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
@@ -74,6 +74,8 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
         app.router.add_delete(f"{prefix}/responses/{{response_id}}", responses_api.delete)
         app.router.add_get(f"{prefix}/models", models_api.list_models)
         app.router.add_get(f"{prefix}/models/{{model:.+}}", models_api.get_model)
+        app.router.add_get(f"{prefix}/me", account_api.me)
+    admin_api.add_routes(app)
     app.router.add_get("/healthz", handlers.health)
     app.router.add_get("/openapi.json", openapi.serve)
     return app

@@ -90,6 +90,7 @@ class Bill:
     answered: bool = False  # the upstream accepted the request (its prompt is billed)
     output_bytes: int = 0  # of model output relayed to the client
     usage: Usage | None = None  # the upstream's latest figures (a stream's may be partial)
+    cut: bool = False  # the stream was ended because the hold could not cover more
     settled: Settled | None = None
     final_cost: int | None = None  # set once the answer has ended
     placing: asyncio.Future[HoldResult] | None = None
@@ -115,10 +116,14 @@ class Bill:
         return fits
 
     def usage_at_end(self, record: UsageRecord) -> tuple[Usage, str]:
-        if record.usage is not None and record.usage_source == "reported":
+        """The usage to charge, and how it was obtained. A stream cut at its hold is charged
+        the output it relayed, not what the upstream produced beyond it."""
+        if record.usage is not None and record.usage_source == "reported" and not self.cut:
             return record.usage, "reported"
         if record.usage is not None:
             usage = _topped_up(record.usage, self.output_estimate)
+            if self.cut:
+                usage.output_tokens = self.output_estimate
             if not usage.input_tokens and not (usage.cache_read_tokens or usage.cache_write_tokens):
                 usage.input_tokens = self.input_estimate
             return usage, "partial"
@@ -232,6 +237,8 @@ class Billing:
         if bill is not None and bill.answered:
             record.usage, record.usage_source = bill.usage_at_end(record)
             cost = bill.prices.cost(record.usage)
+            if bill.cut:
+                cost = min(cost, bill.held)
         if bill is None or bill.hold_id is None:  # nothing held: billing is off, or the hold was refused
             self._writer.submit(record)
             return

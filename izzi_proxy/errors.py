@@ -6,6 +6,7 @@ Exception tree::
     ├── InvalidRequest              400 invalid_request_error
     │   ├── MethodNotAllowed        405 invalid_request_error
     │   ├── BodyTimeout             408 invalid_request_error (the body did not arrive in time)
+    │   ├── Conflict                409 invalid_request_error (a taken name, a reused idempotency key)
     │   ├── RequestTooLarge         413 invalid_request_error
     │   └── WebSocketRefused        426 invalid_request_error (Responses over WebSocket: use HTTP)
     ├── AuthenticationFailed        401 authentication_error
@@ -138,6 +139,12 @@ class Overloaded(LimiterUnavailable):
 class NotFound(GatewayError):
     status = 404
     type = "not_found"
+
+
+class Conflict(InvalidRequest):
+    """The request clashes with what exists (a taken name, an idempotency key reused)."""
+
+    status = 409
 
 
 class ServerError(GatewayError):

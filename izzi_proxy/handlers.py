@@ -129,5 +129,5 @@ async def health(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
-def json_response(data: object, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(data), content_type="application/json", headers=headers)
+def json_response(data: object, headers: dict[str, str] | None = None, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json", headers=headers)

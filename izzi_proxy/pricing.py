@@ -40,6 +40,14 @@ def to_micro(value: str | int | float | Decimal) -> int:
     return int(micro)
 
 
+def percent_of(micro: int, pct: str | int) -> int:
+    """``pct`` percent (0 to 100, up to six decimals) of ``micro`` µcr, rounded down."""
+    share = to_micro(pct)
+    if not 0 <= share <= 100 * MICRO:
+        raise AmountError(f"a percentage is between 0 and 100, got {pct!r}")
+    return micro * share // (100 * MICRO)
+
+
 def credits(micro: int) -> str:
     """µcr as a decimal string of credits, always with six decimals: ``"12.345678"``."""
     sign = "-" if micro < 0 else ""

@@ -61,6 +61,7 @@ class Meter:
         size = tokens.output_bytes(self._fields, out)
         if size:
             if not bill.covers(size) and not await self._billing.extend(bill, size):
+                bill.cut = True
                 raise InsufficientBalance(
                     f"Not enough credits to continue: the answer so far costs {credits(bill.cost_so_far())} "
                     f"credits, all the account could hold for it; top up to continue",

@@ -1,4 +1,5 @@
-"""Route metadata: the client dialect a route speaks, and whether it is public or metered.
+"""Route metadata: the client dialect a route speaks, and whether it is public, metered or
+the operator's (admin).
 
 Typed and failing closed. ``@endpoint(...)`` tags a handler with a :class:`RouteInfo`; a
 handler registered without it still needs a key (``UNTAGGED``), so a forgotten decorator
@@ -33,6 +34,7 @@ class RouteInfo:
     # another dialect when the request carries a header (the Anthropic shape of /v1/models
     # for clients that send anthropic-version)
     by_header: tuple[tuple[str, Dialect], ...] = ()
+    admin: bool = False  # needs the admin token (IZZI_ADMIN_TOKEN), not an API key
 
     def dialect_for(self, request: web.Request) -> Dialect:
         for header, dialect in self.by_header:
@@ -51,8 +53,9 @@ def endpoint(
     metered: bool = False,
     limit: str = "requests",
     by_header: tuple[tuple[str, Dialect], ...] = (),
+    admin: bool = False,
 ) -> Callable[[Handler], Handler]:
-    info = RouteInfo(dialect, public, metered, limit, by_header)
+    info = RouteInfo(dialect, public, metered, limit, by_header, admin)
 
     def tag(handler: Handler) -> Handler:
         setattr(handler, _ATTRIBUTE, info)

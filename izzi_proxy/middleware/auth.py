@@ -2,9 +2,16 @@
 
 The presented key is hashed and looked up by its hash; the stored hash is compared in
 constant time (in the ledger). Errors show only a masked form of the key.
+
+Admin routes (``/admin/``) take the admin token instead, read from ``IZZI_ADMIN_TOKEN``
+when the app is built and compared in constant time; without it they are refused.
 """
 
 from __future__ import annotations
+
+import hashlib
+import hmac
+import os
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -25,12 +32,38 @@ def presented_key(request: web.Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
+ADMIN_TOKEN_ENV = "IZZI_ADMIN_TOKEN"
+MIN_ADMIN_TOKEN = 16
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
 def make_auth(config: Config) -> Middleware:
+    admin_token = os.environ.get(ADMIN_TOKEN_ENV) or None
+    admin_digest = _digest(admin_token) if admin_token and len(admin_token) >= MIN_ADMIN_TOKEN else None
+
+    def check_admin(request: web.Request) -> None:
+        if admin_digest is None:
+            raise AuthenticationFailed(
+                f"The admin API is off: start the gateway with {ADMIN_TOKEN_ENV} set "
+                f"(at least {MIN_ADMIN_TOKEN} characters)"
+            )
+        secret = presented_key(request)
+        if secret is None:
+            raise AuthenticationFailed("Missing admin token: send it as 'Authorization: Bearer …'")
+        if not hmac.compare_digest(_digest(secret), admin_digest):
+            raise AuthenticationFailed(f"Invalid admin token: {mask(secret)}")
+
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         info = route_info(request)
         if info is None or info.public:
             return await handler(request)  # health checks, and aiohttp's 404 / 405
+        if info.admin:
+            check_admin(request)
+            return await handler(request)
         secret = presented_key(request)
         if secret is None:
             raise AuthenticationFailed("Missing API key: send it as 'Authorization: Bearer izzi-…' or 'x-api-key'")

@@ -57,6 +57,17 @@ async def served(request, upstream, anthropic_upstream, tmp_path, upstream_env) 
         await runner.cleanup()
 
 
+async def settled_once(served: Served, record) -> None:
+    """Charged once, for the prompt and what was produced (never 0), its hold released: the
+    account's books sum to the micro-credit."""
+    ledger = served.app[LEDGER]
+    assert record.usage_source in ("reported", "partial", "estimated") and record.usage.output_tokens > 0
+    assert record.cost > record.usage.output_tokens > 0  # 1 µcr per input token and 2 per output token
+    assert len(await ledger.usage_records(limit=10, account_id=record.account_id)) == 1
+    balance = await ledger.balance_of(record.account_id)
+    assert (balance.held, balance.holds, balance.balance) == (0, 0, 1000 * MICRO - record.cost)
+
+
 # route, body, terminal line of each client format
 FORMATS = {
     "chat": ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}, b"data: [DONE]"),
@@ -105,6 +116,8 @@ async def test_a_stream_ends_at_its_terminal_event(served: Served, kind: str, mo
     record = await served.record(request_id)
     assert (record.status, record.outcome, record.error_type) == (200, "ok", None)
     assert record.usage is not None and record.usage.output_tokens > 0
+    assert record.usage_source == "reported"
+    await settled_once(served, record)
 
 
 async def test_sdks_get_the_end_of_a_stream_without_waiting_for_the_upstream(served: Served) -> None:
@@ -144,6 +157,7 @@ async def test_every_other_end_is_recorded_as_what_it_was(
     request_id, _ = await _stream_until(served, kind, model, stop_at)
     record = await served.record(request_id)
     assert (record.status, record.outcome, record.error_type) == expected
+    await settled_once(served, record)
     if expected[1] == "client_closed":  # the upstream request was cancelled too
         fake = anthropic_upstream if model.startswith("claude") else upstream
         assert await asyncio.wait_for(fake.app[DISCONNECTS].get(), timeout=5)

@@ -1,0 +1,289 @@
+"""The operator's HTTP API under ``/admin/``, behind ``IZZI_ADMIN_TOKEN`` (``auth.py``).
+
+    GET    /admin/accounts                         every account, with its balance
+    POST   /admin/accounts                         {"name", "plan"?, "overrides"?}
+    GET    /admin/accounts/{name}                  plan, balance, open holds, keys
+    PATCH  /admin/accounts/{name}                  {"plan"?, "overrides"?}
+    POST   /admin/accounts/{name}/keys             {"name", "expires_days"?, "models"?}: the key, once
+    GET    /admin/keys[?account=]                  prefixes only
+    DELETE /admin/keys/{id}                        revoke
+    POST   /admin/accounts/{name}/credits          {"amount", "bonus_pct"?, "note"?} + Idempotency-Key
+    GET    /admin/accounts/{name}/credits          the account's top-ups
+    GET    /admin/usage[?by=day|model|key|account&since=&until=&account=]
+    GET    /admin/records[?account=&limit=]        the latest usage records
+    GET    /admin/holds[?account=]                 open holds
+
+A top-up with an ``Idempotency-Key`` header is made once: a retried webhook gets the first
+answer again (200 instead of 201), and the key used for other figures is a 409. Amounts are
+decimal strings of credits; errors are in OpenAI's shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from izzi_proxy.access import override_value
+from izzi_proxy.account_api import balance_view, summary_view
+from izzi_proxy.admin_cli import describe_plan
+from izzi_proxy.catalog import TIERS
+from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
+from izzi_proxy.errors import Conflict, InvalidRequest, NotFound
+from izzi_proxy.handlers import json_response
+from izzi_proxy.keys import BODY, CONFIG, LEDGER
+from izzi_proxy.ledger import SUMMARY_GROUPS, Account, AlreadyExists, ApiKey, IdempotencyConflict, Ledger
+from izzi_proxy.pricing import AmountError, credits, percent_of, to_micro
+from izzi_proxy.routes import endpoint
+
+admin = endpoint(OPENAI_CHAT, admin=True)
+MAX_RECORDS = 1000
+
+
+def _body(request: web.Request) -> dict[str, Any]:
+    raw = request.get(BODY) or b"{}"
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise InvalidRequest(f"The body is not valid JSON: {err}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The body must be a JSON object")
+    return body
+
+
+def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], required: bool = False) -> Any:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise InvalidRequest(f"Missing required field {name!r}", param=name)
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise InvalidRequest(f"{name!r} has the wrong type", param=name)
+    return value
+
+
+async def _account(ledger: Ledger, name: str) -> Account:
+    account = await ledger.get_account(name)
+    if account is None:
+        raise NotFound(f"No account named {name!r}", param="name")
+    return account
+
+
+def _plan(request: web.Request, plan: str | None) -> str:
+    plans = request.app[CONFIG].limits.plans
+    plan = plan or request.app[CONFIG].limits.default_plan
+    if plan not in plans:
+        raise InvalidRequest(f"No plan {plan!r}; plans: {', '.join(plans)}", param="plan")
+    return plan
+
+
+def _overrides(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequest("'overrides' must be an object", param="overrides")
+    try:
+        return {name: override_value(name, v) for name, v in value.items()}
+    except ValueError as err:
+        raise InvalidRequest(f"overrides: {err}", param="overrides") from None
+
+
+def _account_view(account: Account) -> dict[str, Any]:
+    return {"id": account.id, "name": account.name, "plan": account.plan, "overrides": account.overrides,
+            "created_at": account.created_at}  # fmt: skip
+
+
+def _key_view(key: ApiKey) -> dict[str, Any]:
+    return {"id": key.id, "account": key.account_name, "name": key.name, "prefix": key.prefix,
+            "created_at": key.created_at, "expires_at": key.expires_at, "revoked_at": key.revoked_at,
+            "models": list(key.allow) if key.allow is not None else None}  # fmt: skip
+
+
+def _money(record: Any) -> dict[str, Any]:
+    view = dataclasses.asdict(record)
+    for name in ("amount", "bonus", "cost", "unbilled", "held"):
+        if isinstance(view.get(name), int):
+            view[name] = credits(view[name])
+    return view
+
+
+@admin
+async def list_accounts(request: web.Request) -> web.Response:
+    ledger = request.app[LEDGER]
+    data = [{**_account_view(a), **balance_view(await ledger.balance_of(a.id))} for a in await ledger.list_accounts()]
+    return json_response({"object": "list", "data": data})
+
+
+@admin
+async def create_account(request: web.Request) -> web.Response:
+    body = _body(request)
+    name = _field(body, "name", str, required=True).strip()
+    if not name:
+        raise InvalidRequest("'name' cannot be empty", param="name")
+    try:
+        account = await request.app[LEDGER].create_account(
+            name, _plan(request, _field(body, "plan", str)), _overrides(body.get("overrides"))
+        )
+    except AlreadyExists:
+        raise Conflict(f"An account named {name!r} exists", param="name") from None
+    return json_response(_account_view(account), status=201)
+
+
+@admin
+async def get_account(request: web.Request) -> web.Response:
+    ledger = request.app[LEDGER]
+    account = await _account(ledger, request.match_info["name"])
+    holds = await ledger.open_holds(account.id)
+    return json_response({
+        **_account_view(account),
+        "plan_summary": describe_plan(request.app[CONFIG], account.plan, account.overrides),
+        **balance_view(await ledger.balance_of(account.id)),
+        "holds": [_money(h) for h in holds],
+        "keys": [_key_view(k) for k in await ledger.list_keys(account.id)],
+    })  # fmt: skip
+
+
+@admin
+async def update_account(request: web.Request) -> web.Response:
+    ledger, body = request.app[LEDGER], _body(request)
+    account = await _account(ledger, request.match_info["name"])
+    plan = _plan(request, _field(body, "plan", str)) if body.get("plan") is not None else None
+    overrides = _overrides(body["overrides"]) if "overrides" in body else None
+    await ledger.update_account(account.id, plan, overrides)
+    return json_response(_account_view(await _account(ledger, account.name)))
+
+
+@admin
+async def create_key(request: web.Request) -> web.Response:
+    ledger, body = request.app[LEDGER], _body(request)
+    account = await _account(ledger, request.match_info["name"])
+    name = _field(body, "name", str, required=True)
+    days = _field(body, "expires_days", (int, float))
+    if days is not None and days <= 0:
+        raise InvalidRequest("'expires_days' must be more than 0", param="expires_days")
+    models = _field(body, "models", list)
+    if models is not None:
+        known = {e.id for e in request.app[CONFIG].catalog} | {f"tier:{t}" for t in TIERS}
+        if bad := [m for m in models if m not in known]:
+            raise InvalidRequest(f"models: {bad[0]!r} is neither a catalog model id nor tier:<tier>", param="models")
+    key, secret = await ledger.create_key(account.id, name, time.time() + days * 86400 if days else None, models)
+    return json_response({**_key_view(key), "key": secret}, status=201)
+
+
+@admin
+async def list_keys(request: web.Request) -> web.Response:
+    ledger = request.app[LEDGER]
+    name = request.query.get("account")
+    account_id = (await _account(ledger, name)).id if name else None
+    return json_response({"object": "list", "data": [_key_view(k) for k in await ledger.list_keys(account_id)]})
+
+
+@admin
+async def revoke_key(request: web.Request) -> web.Response:
+    key_id = request.match_info["key_id"]
+    if not key_id.isdigit() or not await request.app[LEDGER].revoke_key(int(key_id)):
+        raise NotFound(f"No live key with id {key_id!r}")
+    return json_response({"id": int(key_id), "revoked": True})
+
+
+@admin
+async def add_credits(request: web.Request) -> web.Response:
+    ledger, body = request.app[LEDGER], _body(request)
+    account = await _account(ledger, request.match_info["name"])
+    amount = body.get("amount")
+    if not isinstance(amount, (str, int)) or isinstance(amount, bool):
+        raise InvalidRequest("'amount' is required: credits as a decimal string (\"10.5\") or a whole number",
+                             param="amount")  # fmt: skip
+    try:
+        micro = to_micro(amount)
+    except AmountError as err:
+        raise InvalidRequest(f"amount: {err}", param="amount") from None
+    if micro <= 0:
+        raise InvalidRequest("'amount' must be more than 0", param="amount")
+    pct = body.get("bonus_pct", "0")
+    if not isinstance(pct, (str, int)) or isinstance(pct, bool):
+        raise InvalidRequest("'bonus_pct' takes a percentage, e.g. \"25\"", param="bonus_pct")
+    try:
+        bonus = percent_of(micro, pct)
+    except AmountError as err:
+        raise InvalidRequest(f"bonus_pct: {err}", param="bonus_pct") from None
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 255:
+        raise InvalidRequest("The Idempotency-Key header takes 1 to 255 characters")
+    try:
+        entry, new = await ledger.add_credits(
+            account.id, micro, bonus=bonus, note=_field(body, "note", str), idempotency_key=key
+        )
+    except IdempotencyConflict as err:
+        raise Conflict(f"{err}; use a new Idempotency-Key for a new top-up") from None
+    balance = await ledger.balance_of(account.id)
+    return json_response({**_money(entry), "replayed": not new, **balance_view(balance)}, status=201 if new else 200)
+
+
+@admin
+async def list_credits(request: web.Request) -> web.Response:
+    ledger = request.app[LEDGER]
+    account = await _account(ledger, request.match_info["name"])
+    return json_response({"object": "list", "data": [_money(e) for e in await ledger.credit_entries(account.id)]})
+
+
+def _time(request: web.Request, name: str, default: float | None) -> float | None:
+    value = request.query.get(name)
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidRequest(f"{name!r} takes Unix seconds, got {value!r}", param=name) from None
+
+
+@admin
+async def usage(request: web.Request) -> web.Response:
+    ledger = request.app[LEDGER]
+    by = request.query.get("by", "day")
+    if by not in SUMMARY_GROUPS:
+        raise InvalidRequest(f"'by' takes one of {', '.join(SUMMARY_GROUPS)}, got {by!r}", param="by")
+    name = request.query.get("account")
+    account_id = (await _account(ledger, name)).id if name else None
+    since = _time(request, "since", time.time() - 7 * 86400) or 0.0
+    rows = await ledger.usage_summary(by, since, _time(request, "until", None), account_id)
+    return json_response({"object": "list", "by": by, "data": [{"group": r.group, **summary_view(r)} for r in rows]})
+
+
+@admin
+async def records(request: web.Request) -> web.Response:
+    ledger = request.app[LEDGER]
+    name = request.query.get("account")
+    account_id = (await _account(ledger, name)).id if name else None
+    limit = request.query.get("limit", "100")
+    if not limit.isdigit() or not 1 <= int(limit) <= MAX_RECORDS:
+        raise InvalidRequest(f"'limit' takes 1 to {MAX_RECORDS}, got {limit!r}", param="limit")
+    rows = await ledger.usage_records(limit=int(limit), account_id=account_id)
+    return json_response({"object": "list", "data": [_money(r) for r in rows]})
+
+
+@admin
+async def holds(request: web.Request) -> web.Response:
+    ledger = request.app[LEDGER]
+    name = request.query.get("account")
+    account_id = (await _account(ledger, name)).id if name else None
+    return json_response({"object": "list", "data": [_money(h) for h in await ledger.open_holds(account_id)]})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/admin/accounts", list_accounts)
+    r.add_post("/admin/accounts", create_account)
+    r.add_get("/admin/accounts/{name}", get_account)
+    r.add_patch("/admin/accounts/{name}", update_account)
+    r.add_post("/admin/accounts/{name}/keys", create_key)
+    r.add_get("/admin/keys", list_keys)
+    r.add_delete("/admin/keys/{key_id}", revoke_key)
+    r.add_post("/admin/accounts/{name}/credits", add_credits)
+    r.add_get("/admin/accounts/{name}/credits", list_credits)
+    r.add_get("/admin/usage", usage)
+    r.add_get("/admin/records", records)
+    r.add_get("/admin/holds", holds)
