@@ -102,7 +102,7 @@ class Children:
                 proc.kill()
 
 
-def write_gateway_config(directory: Path, upstream_v1: str, anthropic_root: str) -> Path:
+def write_gateway_config(directory: Path, upstream_v1: str, anthropic_root: str, billing: bool = True) -> Path:
     """izzi.toml + models.toml: the two fakes as upstreams (no keys); ``bench-echo`` served by
     the OpenAI fake (passthrough for an OpenAI client), ``bench-claude`` by the Anthropic
     fake (translated for an OpenAI client)."""
@@ -118,11 +118,12 @@ def write_gateway_config(directory: Path, upstream_v1: str, anthropic_root: str)
         'default = "bench"\n[plans.bench]\nrpm = 100000000\nconcurrent = 100000\ndaily = 1000000000\n'
         'tiers = ["maintained", "budget", "standard", "premium"]\n'
     )
-    path = directory / "izzi.toml"
+    path = directory / ("izzi.toml" if billing else "izzi-nobill.toml")
     path.write_text(
         f'[server]\nlog_level = "warning"\n\n'
         f'[storage]\ndatabase_url = "sqlite:///{directory}/izzi.sqlite3"\n'
         'limiter_url = { env = "IZZI_REDIS_URL", default = "memory://" }\n\n'
+        f"[billing]\nenabled = {str(billing).lower()}\n\n"
         f'[upstreams.fake]\nkind = "openai"\nbase_url = "{upstream_v1}"\n\n'
         f'[upstreams.claude]\nkind = "anthropic"\nbase_url = "{anthropic_root}"\n'
     )
@@ -132,7 +133,7 @@ def write_gateway_config(directory: Path, upstream_v1: str, anthropic_root: str)
 def start_servers(children: Children, chunks: int, redis_url: str | None) -> tuple[dict, str]:
     """Start the upstreams, the relay and the gateway (and, with ``redis_url``, a second gateway
     whose limiter is that Redis); returns {target: Target} and the key."""
-    up_port, relay_port, gw_port, ant_port, redis_gw_port = free_ports(5)
+    up_port, relay_port, gw_port, ant_port, redis_gw_port, nobill_port = free_ports(6)
     me = str(Path(__file__).resolve())
     upstream = children.start("upstream", me, "upstream", f"--port={up_port}", f"--chunks={chunks}")
     anthropic = children.start("anthropic", me, "anthropic", f"--port={ant_port}", f"--chunks={chunks}")
@@ -147,10 +148,21 @@ def start_servers(children: Children, chunks: int, redis_url: str | None) -> tup
     )  # fmt: skip
     if made.returncode != 0 or not made.stdout.strip():
         raise RuntimeError(f"keys create failed ({made.returncode}):\n{made.stderr}")
+    funded = subprocess.run(
+        [PY, "-m", "izzi_proxy", "credits", "add", "default", "1000000000", "--config", config],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    if funded.returncode != 0:
+        raise RuntimeError(f"credits add failed ({funded.returncode}):\n{funded.stderr}")
     serve = ["-m", "izzi_proxy", "serve", "--config", config, f"--port={gw_port}"]
     gateway = children.start("gateway", *serve)
+    nobill_config = write_gateway_config(children.tmp, f"http://127.0.0.1:{up_port}/v1",
+                                         f"http://127.0.0.1:{ant_port}", billing=False)  # fmt: skip
+    nobill = children.start("gateway-nobill", "-m", "izzi_proxy", "serve", "--config", str(nobill_config),
+                            f"--port={nobill_port}")  # fmt: skip
     children.wait_ready("bare", relay_port)
     children.wait_ready("gateway", gw_port, health="/healthz")
+    children.wait_ready("gateway-nobill", nobill_port, health="/healthz")
     redis_gateway = None
     if redis_url:
         serve = ["-m", "izzi_proxy", "serve", "--config", config, f"--port={redis_gw_port}"]
@@ -161,6 +173,9 @@ def start_servers(children: Children, chunks: int, redis_url: str | None) -> tup
         "direct": Target(up_chat, upstream.pid, "bench-echo", upstream.pid),
         "bare": Target(f"http://127.0.0.1:{relay_port}/v1/chat/completions", relay.pid, "bench-echo", upstream.pid),
         "gateway": Target(gateway_chat, gateway.pid, "bench-echo", upstream.pid),
+        "gateway-nobill": Target(
+            f"http://127.0.0.1:{nobill_port}/v1/chat/completions", nobill.pid, "bench-echo", upstream.pid
+        ),
         "translated": Target(gateway_chat, gateway.pid, "bench-claude", anthropic.pid),
     }
     if redis_gateway is not None:

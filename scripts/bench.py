@@ -19,6 +19,10 @@ under test and of the upstream (utime + stime from /proc/<pid>/stat, all threads
 The gateway is compared with the bare relay measured just before it in the same run,
 since absolute figures on a shared machine mean little: CPU per request (target <= 2x)
 and the p50 latency it adds at concurrency 1 (target < 1 ms). Linux only (/proc).
+A second gateway on the same config with ``[billing] enabled = false`` runs beside it
+(``gateway-nobill``): billing on / off is the cost of holds and settlement (target <= 1.2x
+CPU per request). The ledger alone is then timed in this process, on SQLite and on
+PostgreSQL (``--postgres``): a hold and its settlement per request, sequential and 64 at once.
 Every child process is stopped and the temp dir removed on exit, Ctrl-C included.
 """
 
@@ -44,6 +48,7 @@ from _bench_servers import Children, start_servers
 TICK = os.sysconf("SC_CLK_TCK")
 WARMUP_S = 1.0
 CPU_TARGET, LATENCY_TARGET_MS = 2.0, 1.0
+BILLING_TARGET = 1.2  # billing on / off, CPU per request
 PROMPT = [{"role": "user", "content": "Say hello to the benchmark"}]
 
 
@@ -123,7 +128,7 @@ async def measure(session, name, target, headers, scenario, conc, seconds) -> Re
 
 
 async def run(args: argparse.Namespace, targets: dict, key: str) -> list[Result]:
-    names = ["bare", "gateway", "translated"]
+    names = ["bare", "gateway-nobill", "gateway", "translated"]
     if not args.no_direct:
         names.insert(0, "direct")
     if "gateway-redis" in targets:
@@ -165,6 +170,61 @@ async def limiter_costs(redis_url: str | None) -> list[dict]:
             await limiter.aclose()
         rows.append({"backend": backend, "calls": calls, "us_per_request": elapsed / calls * 1e6,
                      "round_trips": 2 if backend == "redis" else 0})  # fmt: skip
+    return rows
+
+
+async def ledger_costs(postgres_url: str | None) -> list[dict]:
+    """What one request costs the ledger: ``place_hold`` before the upstream call (the one
+    round trip on the request's path) and ``settle`` after the answer (charge, release and
+    the usage record in one transaction). Sequential on one account, then 64 at once over
+    64 accounts (row locks: nothing serialises requests of different accounts on PostgreSQL;
+    SQLite has one writer by design)."""
+    import secrets
+
+    from izzi_proxy.ledger import HoldAsk, SpendLimits, UsageRecord, open_ledger
+
+    rows = []
+    backends = [("sqlite", None)] + ([("postgresql", postgres_url)] if postgres_url else [])
+    for backend, url in backends:
+        schema = None
+        if backend == "sqlite":
+            tmp = tempfile.mkdtemp(prefix="izzi-bench-ledger-")
+            url = f"sqlite:///{tmp}/ledger.sqlite3"
+        else:
+            import asyncpg
+
+            schema = "bench_" + secrets.token_hex(4)
+            admin = await asyncpg.connect(url)
+            await admin.execute(f"CREATE SCHEMA {schema}")
+            url = f"{url}{'&' if '?' in url else '?'}search_path={schema}"
+        ledger = await open_ledger(url)
+        try:
+            accounts = [await ledger.create_account(f"a{i}", "bench") for i in range(64)]
+            for account in accounts:
+                await ledger.add_credits(account.id, 10**15)
+            limits = SpendLimits(window=10**15, month=10**15)
+
+            async def one(account_id: int, i: int, ledger=ledger, limits=limits) -> None:
+                now = time.time()
+                ask = HoldAsk(account_id, f"r{i}", 5000, 100, "bench", now + 60, {"model": "m"})
+                held = await ledger.place_hold(ask, limits, now)
+                record = UsageRecord(request_id=f"r{i}", endpoint="/v1/chat/completions", started_at=now,
+                                     account_id=account_id, model="m", status=200)  # fmt: skip
+                await ledger.settle(held.hold_id, 1234, record, time.time())
+
+            for label, calls, parallel in (("sequential", 2000, 1), ("64 at once", 4000, 64)):
+                start = time.perf_counter()
+                for batch in range(calls // parallel):
+                    await asyncio.gather(*(one(accounts[j].id, batch * parallel + j) for j in range(parallel)))
+                elapsed = time.perf_counter() - start
+                rows.append({"backend": backend, "mode": label, "calls": calls,
+                             "us_per_request": elapsed / calls * 1e6, "requests_per_s": calls / elapsed,
+                             "round_trips_before_upstream": 1, "round_trips_after": 1})  # fmt: skip
+        finally:
+            await ledger.aclose()
+            if schema is not None:
+                await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+                await admin.close()
     return rows
 
 
@@ -247,6 +307,12 @@ def parse_args() -> argparse.Namespace:
     add("--no-direct", action="store_true", help="skip the reference run straight at the upstream")
     add("--json", metavar="PATH", help="also write every figure as JSON")
     add(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        metavar="URL",
+        help="a PostgreSQL for the ledger costs (a scratch schema, dropped after; '' to skip)",
+    )
+    add(
         "--redis",
         default="redis://127.0.0.1:6379/14",
         metavar="URL",
@@ -276,6 +342,7 @@ def main() -> int:
             with asyncio.Runner(loop_factory=loop_factory) as runner:
                 results = runner.run(run(args, targets, key))
                 costs = runner.run(limiter_costs(args.redis or None))
+                ledger = runner.run(ledger_costs(args.postgres or None))
             gateway_log = children.log_tail("gateway")
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)
@@ -291,6 +358,20 @@ def main() -> int:
     rows = compare(results)
     translated = compare(results, "translated", "gateway")
     report(results, rows, translated)
+    billing = compare(results, "gateway", "gateway-nobill")
+    print("\nBilling on vs the same gateway with billing off (same run; target CPU/req <= 1.2x):")
+    print_rows(
+        [("scenario", "<"), ("conc", ""), ("CPU/req ratio", ".2f"), ("RPS ratio", ".2f"), ("added p50 ms", ""),
+         ("<= 1.2x", "<")],
+        [[c["scenario"], c["concurrency"], c["cpu_ratio"], c["rps_ratio"],
+          "-" if c["added_p50_ms"] is None else f"{c['added_p50_ms']:+.3f}",
+          "PASS" if c["cpu_ratio"] <= BILLING_TARGET else "MISS"] for c in billing],
+    )  # fmt: skip
+    print("\nLedger alone, one hold + its settlement, in this process:")
+    print_rows([("backend", "<"), ("mode", "<"), ("calls", ""), ("us per request", ".1f"), ("requests/s", ".0f"),
+                ("round trips before upstream", ""), ("after", "")],
+               [[c["backend"], c["mode"], c["calls"], c["us_per_request"], c["requests_per_s"],
+                 c["round_trips_before_upstream"], c["round_trips_after"]] for c in ledger])  # fmt: skip
     with_redis = compare(results, "gateway-redis", "bare")
     if with_redis:
         print("\nGateway with its limits in Redis vs bare relay (same run):")
@@ -307,7 +388,7 @@ def main() -> int:
     if args.json:
         data = {"info": info, "results": [asdict(r) for r in results], "gateway_vs_bare": rows,
                 "translated_vs_passthrough": translated, "redis_gateway_vs_bare": with_redis,
-                "limiter": costs}  # fmt: skip
+                "limiter": costs, "billing_on_vs_off": billing, "ledger": ledger}  # fmt: skip
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
         print(f"\nwrote {args.json}")
     return 0

@@ -225,7 +225,29 @@ def _transaction(fn: Callable[..., T]) -> Callable[..., T]:
         db.execute("COMMIT")
         return result
 
+    run.body = fn  # type: ignore[attr-defined]  # for _in_one_transaction
     return run
+
+
+def _in_one_transaction(db: sqlite3.Connection, batch: list[tuple[Callable[..., Any], tuple]]) -> list:
+    """Several write operations in one transaction (group commit), each in a savepoint of
+    its own: one that raises is undone alone. Their results, or the exceptions they raised."""
+    db.execute("BEGIN IMMEDIATE")
+    results: list = []
+    try:
+        for fn, args in batch:
+            db.execute("SAVEPOINT op")
+            try:
+                results.append(fn.body(db, *args))
+            except Exception as err:
+                db.execute("ROLLBACK TO op")
+                results.append(err)
+            db.execute("RELEASE op")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return results
 
 
 class SQLiteLedger:
@@ -233,6 +255,8 @@ class SQLiteLedger:
         self._db = db
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="izzi-sqlite")
         self._keys = KeyCache(key_cache_s)
+        self._group: list[tuple[Callable[..., Any], tuple, asyncio.Future]] = []
+        self._draining: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, url: str, key_cache_s: float = 0.0) -> SQLiteLedger:
@@ -252,6 +276,38 @@ class SQLiteLedger:
         """``fn(db, *args)`` on the connection's thread."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, self._db, *args)
 
+    async def _grouped(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn`` (a ``@_transaction``), committed with whatever other grouped writes arrive
+        while the thread is busy: under load, one transaction and one thread hop for many
+        holds and settlements instead of one each."""
+        future = asyncio.get_running_loop().create_future()
+        self._group.append((fn, args, future))
+        if self._draining is None:
+            self._draining = asyncio.ensure_future(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._group:
+                batch, self._group = self._group, []
+                try:
+                    if len(batch) == 1:
+                        fn, args, _ = batch[0]
+                        results = [await self._run(fn, *args)]
+                    else:
+                        results = await self._run(_in_one_transaction, [(fn, args) for fn, args, _ in batch])
+                except Exception as err:
+                    results = [err] * len(batch)
+                for (_, _, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._draining = None
+
     async def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
         return await self._run(_fetch, sql, args)
 
@@ -264,6 +320,8 @@ class SQLiteLedger:
         return await self._run(_migrate)
 
     async def aclose(self) -> None:
+        if self._draining is not None:
+            await self._draining
         await asyncio.get_running_loop().run_in_executor(self._thread, self._db.close)
         self._thread.shutdown()
 
@@ -377,13 +435,13 @@ class SQLiteLedger:
     # money
 
     async def place_hold(self, ask: HoldAsk, limits: SpendLimits, now: float) -> HoldResult:
-        return await self._run(_place_hold, ask, limits, now)
+        return await self._grouped(_place_hold, ask, limits, now)
 
     async def extend_hold(self, hold_id: int, want: int, need: int, limits: SpendLimits, now: float) -> int:
-        return await self._run(_extend_hold, hold_id, want, need, limits, now)
+        return await self._grouped(_extend_hold, hold_id, want, need, limits, now)
 
     async def settle(self, hold_id: int, cost: int, record: UsageRecord, now: float) -> Settled | None:
-        return await self._run(_settle, hold_id, cost, record, now)
+        return await self._grouped(_settle, hold_id, cost, record, now)
 
     async def checkpoint_holds(self, owner: str, progress: Sequence[Checkpoint], expires_at: float) -> None:
         await self._run(_checkpoint, owner, progress, expires_at)
