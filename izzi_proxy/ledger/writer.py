@@ -3,8 +3,11 @@
 ``submit`` only queues: no answer waits for the database. One task writes whatever has
 queued up since its last write in one transaction, so at low load a record is written
 right after its answer ends and under load the batches grow instead of the queue of
-writes. A failed write is retried (the batch stays queued); records that still cannot be
-written when the gateway stops are logged in full at ERROR, so none is lost silently.
+writes. A failed write is retried (the batch stays queued). The queue is bounded
+(``max_queued``): past it, while the database is down, a record is logged in full at ERROR
+instead of queued, as are those still queued when the gateway stops, so none is lost
+silently and memory stays bounded. (A billed request's record is written with its
+settlement, ``billing.py``, whose retries keep the hold open meanwhile.)
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ log = logging.getLogger("izzi.usage")
 
 
 class UsageWriter:
-    def __init__(self, ledger: Ledger, *, max_batch: int = 500, retry_s: float = 1.0) -> None:
+    def __init__(
+        self, ledger: Ledger, *, max_batch: int = 500, retry_s: float = 1.0, max_queued: int = 100_000
+    ) -> None:
         self._ledger = ledger
         self._max_batch = max_batch
+        self._max_queued = max_queued
         self._retry_s = retry_s
         self._queue: list[UsageRecord] = []
         self._wake = asyncio.Event()
@@ -36,6 +42,9 @@ class UsageWriter:
         self._task = asyncio.create_task(self._run(), name="izzi-usage-writer")
 
     def submit(self, record: UsageRecord) -> None:
+        if len(self._queue) >= self._max_queued:
+            log.error("usage record not written (%d waiting): %s", len(self._queue), _dumped(record))
+            return
         self._queue.append(record)
         self._idle.clear()
         self._wake.set()
@@ -53,7 +62,7 @@ class UsageWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for record in self._queue:
-            log.error("usage record not written: %s", orjson.dumps(dataclasses.asdict(record)).decode())
+            log.error("usage record not written: %s", _dumped(record))
         self._queue.clear()
 
     async def _run(self) -> None:
@@ -70,3 +79,7 @@ class UsageWriter:
                     continue
                 del self._queue[: len(batch)]
             self._idle.set()
+
+
+def _dumped(record: UsageRecord) -> str:
+    return orjson.dumps(dataclasses.asdict(record)).decode()

@@ -80,6 +80,18 @@ async def test_records_that_cannot_be_written_are_logged_at_shutdown(caplog) -> 
     assert "usage record not written" in caplog.text and '"request_id":"req_42"' in caplog.text
 
 
+async def test_the_buffer_is_bounded_and_what_overflows_is_logged(caplog) -> None:
+    writer = UsageWriter(FlakyLedger(failures=10**6), retry_s=0.01, max_queued=3)
+    writer.start()
+    with caplog.at_level(logging.ERROR, logger="izzi.usage"):
+        for i in range(5):
+            writer.submit(record(i))
+        assert caplog.text.count("usage record not written (3 waiting)") == 2
+        assert '"request_id":"req_3"' in caplog.text and '"request_id":"req_4"' in caplog.text
+        await writer.aclose(timeout_s=0.1)
+    assert all(f'"request_id":"req_{i}"' in caplog.text for i in range(5))  # the queued ones at shutdown
+
+
 @pytest.mark.parametrize("count", [0, 3])
 async def test_flush_returns_when_idle(count: int) -> None:
     writer = UsageWriter(FlakyLedger())
