@@ -1,8 +1,9 @@
 """The middleware pipeline, outermost first (see ARCHITECTURE.md).
 
 Each module exports ``make_<name>(config) -> Middleware``; the factory validates its
-options once, the closure it returns stays short. Metering grows holds and settlement with
-the billing issue. The body is read (``body``) before the rate limits admit the request.
+options once, the closure it returns stays short. Metering settles the hold that
+``handlers.generate`` places (``billing.py``). The body is read (``body``) before the rate
+limits admit the request.
 """
 
 from __future__ import annotations
