@@ -228,10 +228,10 @@ def _transaction(fn: Callable[..., T]) -> Callable[..., T]:
         db.execute("BEGIN IMMEDIATE")
         try:
             result = fn(db, *args)
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
-        db.execute("COMMIT")
         return result
 
     run.body = fn  # type: ignore[attr-defined]  # for _in_one_transaction
@@ -262,11 +262,17 @@ def _in_one_transaction(db: sqlite3.Connection, batch: list[tuple[Callable[..., 
                 db.execute("ROLLBACK TO op")
                 results.append(err)
             db.execute("RELEASE op")
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        _rollback(db)
         raise
-    db.execute("COMMIT")
     return results
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """End a failed transaction (a failed COMMIT may have ended it already)."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")
 
 
 class SQLiteLedger:
