@@ -269,6 +269,11 @@ def _in_one_transaction(db: sqlite3.Connection, batch: list[tuple[Callable[..., 
     return results
 
 
+def _busy(err: sqlite3.OperationalError) -> bool:
+    """Another connection holds the write lock (SQLITE_BUSY, or one of its extended codes)."""
+    return (err.sqlite_errorcode or 0) & 0xFF == sqlite3.SQLITE_BUSY
+
+
 def _rollback(db: sqlite3.Connection) -> None:
     """End a failed transaction (a failed COMMIT may have ended it already)."""
     if db.in_transaction:
@@ -338,13 +343,13 @@ class SQLiteLedger:
                 try:
                     results = [fn(self._inline, *args)]
                 except sqlite3.OperationalError as err:
-                    if err.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+                    if _busy(err):
                         raise
                     results = [err]
             else:
                 results = _in_one_transaction(self._inline, [(fn, args) for fn, args, _ in batch])
         except sqlite3.OperationalError as err:
-            if err.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+            if not _busy(err):
                 results = [err] * len(batch)
             else:  # someone else is writing: the thread waits for the lock instead of the loop
                 self._group[:0] = batch
