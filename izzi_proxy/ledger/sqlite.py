@@ -11,7 +11,7 @@ connection can interleave with. Several gateway processes on one host may share 
 is atomic across processes too (WAL lets readers go on meanwhile). Not on a network file
 system, where SQLite's locks do not hold: use PostgreSQL for several hosts.
 
-Holds and settlements, on every request's path, are the exception (``_grouped``): when the
+Holds and settlements, on every request's path, are the exception (``sqlite_writes.GroupCommit``): when the
 database is free they run on the event loop, on a second connection that never waits for
 a lock, and otherwise join a group commit on the thread.
 
@@ -22,9 +22,7 @@ working within that time; by this one, at once); usage records arrive in batches
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
-import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -72,129 +70,14 @@ from izzi_proxy.ledger.rows import (
     record_of,
     usage_row,
 )
+from izzi_proxy.ledger.sqlite_schema import MIGRATIONS
+from izzi_proxy.ledger.sqlite_writes import GroupCommit, setup, transaction
 
 T = TypeVar("T")
-
-# Applied in order; PRAGMA user_version records how many have run.
-MIGRATIONS = (
-    """
-    CREATE TABLE accounts (
-        id          INTEGER PRIMARY KEY,
-        name        TEXT NOT NULL UNIQUE,
-        plan        TEXT NOT NULL,
-        created_at  REAL NOT NULL
-    );
-    CREATE TABLE api_keys (
-        id          INTEGER PRIMARY KEY,
-        account_id  INTEGER NOT NULL REFERENCES accounts(id),
-        name        TEXT NOT NULL,
-        key_hash    BLOB NOT NULL UNIQUE,
-        prefix      TEXT NOT NULL,
-        created_at  REAL NOT NULL,
-        expires_at  REAL,
-        revoked_at  REAL
-    );
-    CREATE TABLE usage_records (
-        id                  INTEGER PRIMARY KEY,
-        request_id          TEXT NOT NULL,
-        endpoint            TEXT NOT NULL,
-        key_id              INTEGER,
-        account_id          INTEGER,
-        model               TEXT,
-        upstream            TEXT,
-        upstream_model      TEXT,
-        stream              INTEGER NOT NULL,
-        status              INTEGER NOT NULL,
-        outcome             TEXT NOT NULL,
-        error_type          TEXT,
-        started_at          REAL NOT NULL,
-        duration_ms         REAL NOT NULL,
-        usage_known         INTEGER NOT NULL,
-        input_tokens        INTEGER NOT NULL,
-        output_tokens       INTEGER NOT NULL,
-        cache_read_tokens   INTEGER NOT NULL,
-        cache_write_tokens  INTEGER NOT NULL,
-        reasoning_tokens    INTEGER NOT NULL,
-        extra               TEXT
-    );
-    CREATE INDEX usage_records_account_time ON usage_records (account_id, started_at);
-    CREATE INDEX usage_records_request ON usage_records (request_id);
-    """,
-    """
-    CREATE TABLE responses (
-        id          TEXT PRIMARY KEY,
-        account_id  INTEGER NOT NULL,
-        model       TEXT NOT NULL,
-        created_at  REAL NOT NULL,
-        expires_at  REAL,
-        input       TEXT NOT NULL,
-        response    TEXT NOT NULL
-    );
-    CREATE INDEX responses_expiry ON responses (expires_at);
-    """,
-    """
-    ALTER TABLE accounts ADD COLUMN overrides TEXT;
-    ALTER TABLE api_keys ADD COLUMN allow TEXT;
-    """,
-    """
-    ALTER TABLE usage_records ADD COLUMN requested_model TEXT;
-    """,
-    """
-    ALTER TABLE accounts ADD COLUMN balance INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE accounts ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
-    CREATE TABLE holds (
-        id              INTEGER PRIMARY KEY,
-        account_id      INTEGER NOT NULL REFERENCES accounts(id),
-        request_id      TEXT NOT NULL,
-        amount          INTEGER NOT NULL,
-        cost            INTEGER NOT NULL,
-        input_tokens    INTEGER NOT NULL DEFAULT 0,
-        output_tokens   INTEGER NOT NULL DEFAULT 0,
-        owner           TEXT NOT NULL,
-        created_at      REAL NOT NULL,
-        expires_at      REAL NOT NULL,
-        detail          TEXT
-    );
-    CREATE INDEX holds_expiry ON holds (expires_at);
-    CREATE INDEX holds_account ON holds (account_id);
-    CREATE TABLE credit_entries (
-        id              INTEGER PRIMARY KEY,
-        account_id      INTEGER NOT NULL REFERENCES accounts(id),
-        amount          INTEGER NOT NULL,
-        bonus           INTEGER NOT NULL,
-        kind            TEXT NOT NULL,
-        note            TEXT,
-        idempotency_key TEXT UNIQUE,
-        created_at      REAL NOT NULL
-    );
-    CREATE INDEX credit_entries_account ON credit_entries (account_id, created_at);
-    CREATE TABLE spend_5m (
-        account_id  INTEGER NOT NULL,
-        bucket      INTEGER NOT NULL,
-        amount      INTEGER NOT NULL,
-        PRIMARY KEY (account_id, bucket)
-    ) WITHOUT ROWID;
-    CREATE TABLE spend_month (
-        account_id  INTEGER NOT NULL,
-        month       INTEGER NOT NULL,
-        amount      INTEGER NOT NULL,
-        PRIMARY KEY (account_id, month)
-    ) WITHOUT ROWID;
-    ALTER TABLE usage_records ADD COLUMN usage_source TEXT;
-    ALTER TABLE usage_records ADD COLUMN cost INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE usage_records ADD COLUMN unbilled INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE usage_records ADD COLUMN held INTEGER;
-    ALTER TABLE usage_records ADD COLUMN ttft_ms REAL;
-    ALTER TABLE usage_records ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
-    """,
-)
 
 _KEYS = f"SELECT {KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id"
 _INSERT_USAGE = f"INSERT INTO usage_records ({', '.join(USAGE_COLUMNS)}) VALUES "
 _ROW_PLACEHOLDERS = "(" + ",".join("?" * len(USAGE_COLUMNS)) + ")"
-log = logging.getLogger("izzi.ledger")
-INLINE_BATCH = 32  # at most this many writes in one transaction on the event loop
-INLINE_CHECKPOINT = 500  # writes on the loop's connection between two WAL checkpoints on the thread
 _ROWS_PER_INSERT = 999 // len(USAGE_COLUMNS)  # within SQLite's oldest limit on parameters
 _GROUPS = {
     "day": "strftime('%Y-%m-%d', u.started_at, 'unixepoch')",
@@ -221,76 +104,12 @@ def _where(*conditions: tuple[str, object]) -> tuple[str, list]:
     return " AND ".join(sql for sql, _ in kept) or "1", [value for _, value in kept]
 
 
-def _transaction(fn: Callable[..., T]) -> Callable[..., T]:
-    """Run ``fn(db, ...)`` as one write transaction (taking the write lock first)."""
-
-    def run(db: sqlite3.Connection, *args: Any) -> T:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(db, *args)
-            db.execute("COMMIT")
-        except BaseException:
-            _rollback(db)
-            raise
-        return result
-
-    run.body = fn  # type: ignore[attr-defined]  # for _in_one_transaction
-    return run
-
-
-def _deliver(batch: list[tuple[Any, Any, asyncio.Future]], results: list) -> None:
-    for (_, _, future), result in zip(batch, results, strict=True):
-        if future.done():
-            continue
-        if isinstance(result, Exception):
-            future.set_exception(result)
-        else:
-            future.set_result(result)
-
-
-def _in_one_transaction(db: sqlite3.Connection, batch: list[tuple[Callable[..., Any], tuple]]) -> list:
-    """Several write operations in one transaction (group commit), each in a savepoint of
-    its own: one that raises is undone alone. Their results, or the exceptions they raised."""
-    db.execute("BEGIN IMMEDIATE")
-    results: list = []
-    try:
-        for fn, args in batch:
-            db.execute("SAVEPOINT op")
-            try:
-                results.append(fn.body(db, *args))
-            except Exception as err:
-                db.execute("ROLLBACK TO op")
-                results.append(err)
-            db.execute("RELEASE op")
-        db.execute("COMMIT")
-    except BaseException:
-        _rollback(db)
-        raise
-    return results
-
-
-def _busy(err: sqlite3.OperationalError) -> bool:
-    """Another connection holds the write lock (SQLITE_BUSY, or one of its extended codes)."""
-    return (err.sqlite_errorcode or 0) & 0xFF == sqlite3.SQLITE_BUSY
-
-
-def _rollback(db: sqlite3.Connection) -> None:
-    """End a failed transaction (a failed COMMIT may have ended it already)."""
-    if db.in_transaction:
-        db.execute("ROLLBACK")
-
-
 class SQLiteLedger:
     def __init__(self, db: sqlite3.Connection, key_cache_s: float = 0.0) -> None:
         self._db = db
-        self._inline: sqlite3.Connection | None = None  # see _grouped
-        self._inline_writes = 0
-        self._flushing = False
-        self._checkpointing: asyncio.Future[Any] | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="izzi-sqlite")
         self._keys = KeyCache(key_cache_s)
-        self._group: list[tuple[Callable[..., Any], tuple, asyncio.Future]] = []
-        self._draining: asyncio.Task[None] | None = None
+        self._writes = GroupCommit(self._run, None)
 
     @classmethod
     async def open(cls, url: str, key_cache_s: float = 0.0) -> SQLiteLedger:
@@ -299,11 +118,12 @@ class SQLiteLedger:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         ledger = cls(sqlite3.connect(path, isolation_level=None, check_same_thread=False), key_cache_s)
         try:
-            await ledger._run(_setup)
+            await ledger._run(setup)
             await ledger.migrate()
             if path != ":memory:":
-                ledger._inline = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-                _setup(ledger._inline, busy_timeout_ms=0, autocheckpoint=0)
+                inline = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                setup(inline, busy_timeout_ms=0, autocheckpoint=0)
+                ledger._writes = GroupCommit(ledger._run, inline)
         except BaseException:
             await ledger.aclose()
             raise
@@ -312,84 +132,6 @@ class SQLiteLedger:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(db, *args)`` on the connection's thread."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, self._db, *args)
-
-    async def _grouped(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn`` (a ``@_transaction``): a hold or a settlement, on the request's path.
-
-        Group commit: the writes that arrive together share one transaction. When the thread
-        is idle, those of one turn of the event loop run at its end on the loop itself, on a
-        second connection that never waits for a lock (a thread hop costs more CPU, ~0.1 ms,
-        than a transaction). When the database is busy (the thread is writing, or another
-        process is) they go to the thread, which commits whatever has gathered meanwhile in
-        one transaction."""
-        future = asyncio.get_running_loop().create_future()
-        self._group.append((fn, args, future))
-        if self._draining is None and not self._flushing:
-            if self._inline is not None:
-                self._flushing = True
-                asyncio.get_running_loop().call_soon(self._flush_inline)
-            else:
-                self._draining = asyncio.ensure_future(self._drain())
-        return await future
-
-    def _flush_inline(self) -> None:
-        self._flushing = False
-        if self._draining is not None or not self._group:
-            return
-        batch, self._group = self._group[:INLINE_BATCH], self._group[INLINE_BATCH:]
-        try:
-            if len(batch) == 1:
-                fn, args, _ = batch[0]
-                try:
-                    results = [fn(self._inline, *args)]
-                except sqlite3.OperationalError as err:
-                    if _busy(err):
-                        raise
-                    results = [err]
-            else:
-                results = _in_one_transaction(self._inline, [(fn, args) for fn, args, _ in batch])
-        except sqlite3.OperationalError as err:
-            if not _busy(err):
-                results = [err] * len(batch)
-            else:  # someone else is writing: the thread waits for the lock instead of the loop
-                self._group[:0] = batch
-                self._draining = asyncio.ensure_future(self._drain())
-                return
-        except Exception as err:
-            results = [err] * len(batch)
-        _deliver(batch, results)
-        self._wrote_inline()
-        if self._group:
-            self._draining = asyncio.ensure_future(self._drain())
-
-    async def _drain(self) -> None:
-        try:
-            while self._group:
-                batch, self._group = self._group, []
-                try:
-                    if len(batch) == 1:
-                        fn, args, _ = batch[0]
-                        results = [await self._run(fn, *args)]
-                    else:
-                        results = await self._run(_in_one_transaction, [(fn, args) for fn, args, _ in batch])
-                except Exception as err:
-                    results = [err] * len(batch)
-                _deliver(batch, results)
-        finally:
-            self._draining = None
-
-    def _wrote_inline(self) -> None:
-        """The inline connection never checkpoints the WAL itself (that could fsync on the
-        event loop): every ``INLINE_CHECKPOINT`` of its writes, the thread does, passively."""
-        self._inline_writes += 1
-        if self._inline_writes % INLINE_CHECKPOINT == 0 and self._checkpointing is None:
-            self._checkpointing = asyncio.ensure_future(self._run(_wal_checkpoint))
-            self._checkpointing.add_done_callback(self._checkpointed)
-
-    def _checkpointed(self, done: asyncio.Future[Any]) -> None:
-        self._checkpointing = None
-        if not done.cancelled() and done.exception() is not None:
-            log.warning("WAL checkpoint failed: %s", done.exception())
 
     async def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
         return await self._run(_fetch, sql, args)
@@ -403,13 +145,7 @@ class SQLiteLedger:
         return await self._run(_migrate)
 
     async def aclose(self) -> None:
-        if self._draining is not None:
-            await self._draining
-        if self._checkpointing is not None:
-            with contextlib.suppress(Exception):
-                await self._checkpointing
-        if self._inline is not None:
-            self._inline.close()
+        await self._writes.aclose()
         await asyncio.get_running_loop().run_in_executor(self._thread, self._db.close)
         self._thread.shutdown()
 
@@ -523,13 +259,13 @@ class SQLiteLedger:
     # money
 
     async def place_hold(self, ask: HoldAsk, limits: SpendLimits, now: float) -> HoldResult:
-        return await self._grouped(_place_hold, ask, limits, now)
+        return await self._writes.submit(_place_hold, ask, limits, now)
 
     async def extend_hold(self, hold_id: int, want: int, need: int, limits: SpendLimits, now: float) -> int:
-        return await self._grouped(_extend_hold, hold_id, want, need, limits, now)
+        return await self._writes.submit(_extend_hold, hold_id, want, need, limits, now)
 
     async def settle(self, hold_id: int, cost: int, record: UsageRecord, now: float) -> Settled | None:
-        return await self._grouped(_settle, hold_id, cost, record, now)
+        return await self._writes.submit(_settle, hold_id, cost, record, now)
 
     async def checkpoint_holds(self, owner: str, progress: Sequence[Checkpoint], expires_at: float) -> None:
         await self._run(_checkpoint, owner, progress, expires_at)
@@ -613,18 +349,6 @@ class SQLiteLedger:
 # -- what runs on the connection's thread ---------------------------------------------------
 
 
-def _setup(db: sqlite3.Connection, busy_timeout_ms: int = 10000, autocheckpoint: int = 1000) -> None:
-    db.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = NORMAL")
-    db.execute("PRAGMA foreign_keys = ON")
-    db.execute(f"PRAGMA wal_autocheckpoint = {autocheckpoint}")
-
-
-def _wal_checkpoint(db: sqlite3.Connection) -> None:
-    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-
-
 def _fetch(db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[tuple]:
     return db.execute(sql, args).fetchall()
 
@@ -633,7 +357,7 @@ def _execute(db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> sqlite3.C
     return db.execute(sql, args)
 
 
-@_transaction
+@transaction
 def _migrate(db: sqlite3.Connection) -> int:
     (version,) = db.execute("PRAGMA user_version").fetchone()
     for script in MIGRATIONS[version:]:
@@ -643,7 +367,7 @@ def _migrate(db: sqlite3.Connection) -> int:
     return len(MIGRATIONS)
 
 
-@_transaction
+@transaction
 def _insert_records(db: sqlite3.Connection, rows: list[tuple]) -> None:
     for start in range(0, len(rows), _ROWS_PER_INSERT):
         part = rows[start : start + _ROWS_PER_INSERT]
@@ -675,7 +399,7 @@ def _room(balance: int, held: int, window: int, month: int, limits: SpendLimits)
     return room, reason
 
 
-@_transaction
+@transaction
 def _place_hold(db: sqlite3.Connection, ask: HoldAsk, limits: SpendLimits, now: float) -> HoldResult:
     row = db.execute("SELECT balance, held FROM accounts WHERE id = ?", (ask.account_id,)).fetchone()
     if row is None:
@@ -694,7 +418,7 @@ def _place_hold(db: sqlite3.Connection, ask: HoldAsk, limits: SpendLimits, now: 
     return HoldResult(cur.lastrowid, None, balance, held + ask.amount, window, month)
 
 
-@_transaction
+@transaction
 def _extend_hold(db: sqlite3.Connection, hold_id: int, want: int, need: int, limits: SpendLimits, now: float) -> int:
     row = db.execute(
         "SELECT a.id, a.balance, a.held FROM holds h JOIN accounts a ON a.id = h.account_id WHERE h.id = ?",
@@ -712,7 +436,7 @@ def _extend_hold(db: sqlite3.Connection, hold_id: int, want: int, need: int, lim
     return granted
 
 
-@_transaction
+@transaction
 def _settle(db: sqlite3.Connection, hold_id: int, cost: int, record: UsageRecord, now: float) -> Settled | None:
     row = db.execute(
         "SELECT h.account_id, h.amount, a.balance, a.held FROM holds h JOIN accounts a ON a.id = h.account_id"
@@ -741,7 +465,7 @@ def _settle(db: sqlite3.Connection, hold_id: int, cost: int, record: UsageRecord
     return Settled(charged, balance - charged)
 
 
-@_transaction
+@transaction
 def _checkpoint(db: sqlite3.Connection, owner: str, progress: Sequence[Checkpoint], expires_at: float) -> None:
     db.execute("UPDATE holds SET expires_at = ? WHERE owner = ?", (expires_at, owner))
     db.executemany(
@@ -750,7 +474,7 @@ def _checkpoint(db: sqlite3.Connection, owner: str, progress: Sequence[Checkpoin
     )
 
 
-@_transaction
+@transaction
 def _add_credits(
     db: sqlite3.Connection, account_id: int, amount: int, bonus: int, note: str | None, key: str | None, now: float
 ) -> tuple[CreditEntry, bool]:
