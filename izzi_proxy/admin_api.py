@@ -72,6 +72,12 @@ async def _account(ledger: Ledger, name: str) -> Account:
     return account
 
 
+async def _account_filter(request: web.Request) -> int | None:
+    """The id of the account named by ``?account=`` (404 if none has that name), or None."""
+    name = request.query.get("account")
+    return (await _account(request.app[LEDGER], name)).id if name else None
+
+
 def _plan(request: web.Request, plan: str | None) -> str:
     plans = request.app[CONFIG].limits.plans
     plan = plan or request.app[CONFIG].limits.default_plan
@@ -176,8 +182,7 @@ async def create_key(request: web.Request) -> web.Response:
 @admin
 async def list_keys(request: web.Request) -> web.Response:
     ledger = request.app[LEDGER]
-    name = request.query.get("account")
-    account_id = (await _account(ledger, name)).id if name else None
+    account_id = await _account_filter(request)
     return json_response({"object": "list", "data": [_key_view(k) for k in await ledger.list_keys(account_id)]})
 
 
@@ -246,8 +251,7 @@ async def usage(request: web.Request) -> web.Response:
     by = request.query.get("by", "day")
     if by not in SUMMARY_GROUPS:
         raise InvalidRequest(f"'by' takes one of {', '.join(SUMMARY_GROUPS)}, got {by!r}", param="by")
-    name = request.query.get("account")
-    account_id = (await _account(ledger, name)).id if name else None
+    account_id = await _account_filter(request)
     since = _time(request, "since", time.time() - 7 * 86400) or 0.0
     rows = await ledger.usage_summary(by, since, _time(request, "until", None), account_id)
     return json_response({"object": "list", "by": by, "data": [{"group": r.group, **summary_view(r)} for r in rows]})
@@ -256,8 +260,7 @@ async def usage(request: web.Request) -> web.Response:
 @admin
 async def records(request: web.Request) -> web.Response:
     ledger = request.app[LEDGER]
-    name = request.query.get("account")
-    account_id = (await _account(ledger, name)).id if name else None
+    account_id = await _account_filter(request)
     limit = request.query.get("limit", "100")
     if not limit.isdigit() or not 1 <= int(limit) <= MAX_RECORDS:
         raise InvalidRequest(f"'limit' takes 1 to {MAX_RECORDS}, got {limit!r}", param="limit")
@@ -268,8 +271,7 @@ async def records(request: web.Request) -> web.Response:
 @admin
 async def holds(request: web.Request) -> web.Response:
     ledger = request.app[LEDGER]
-    name = request.query.get("account")
-    account_id = (await _account(ledger, name)).id if name else None
+    account_id = await _account_filter(request)
     return json_response({"object": "list", "data": [_money(h) for h in await ledger.open_holds(account_id)]})
 
 

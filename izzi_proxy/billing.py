@@ -200,9 +200,7 @@ class Billing:
         bill.placing = asyncio.ensure_future(self._ledger.place_hold(ask, bill.limits, now))
         try:
             result = await asyncio.shield(bill.placing)
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:
+        except Exception as err:  # not CancelledError: finish() waits for the hold then releases it
             log.exception("request %s: placing a hold failed", record.request_id)
             raise LedgerUnavailable("The billing ledger is unavailable; try again shortly", retry_after_s=1) from err
         bill.placing = None

@@ -143,7 +143,7 @@ async def test_a_process_that_dies_mid_stream_leaves_no_hold_behind(tmp_path, da
                         billing=f"checkpoint_s = 0.3\nhold_ttl_s = {ttl}",
                         server="shutdown_timeout_s = 0.5")  # fmt: skip
     secret = funded_key(config, "dying", "1")
-    (victim, victim_process), (survivor, _) = gateways = await start_gateways(config, 2)
+    (victim, victim_process), _survivor = gateways = await start_gateways(config, 2)
     try:
         streams = await _open_streams(victim, secret, 5)
         await asyncio.sleep(0.8)  # past a checkpoint: the holds say what the answers cost so far
@@ -160,7 +160,6 @@ async def test_a_process_that_dies_mid_stream_leaves_no_hold_behind(tmp_path, da
             raise AssertionError("the dead process's holds were not reconciled")
     finally:
         await stop_gateways(gateways)
-    assert survivor
     assert len(records) == 5 and books == balance >= 0
     expected = "lost" if how == "SIGKILL" else "error"
     seen = [(r.outcome, r.error_type, r.usage_source, r.cost, r.usage and r.usage.output_tokens) for r in records]
