@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
@@ -99,21 +100,17 @@ class Bill:
     def output_estimate(self) -> int:
         return tokens.tokens_of_bytes(self.output_bytes)
 
-    def cost_so_far(self) -> int:
-        """What the answer costs by now: the upstream's figures where it has given some,
-        the output relayed where that is more."""
+    def cost_so_far(self, more_bytes: int = 0) -> int:
+        """What the answer costs by now (with ``more_bytes`` of output relayed besides): the
+        upstream's figures where it has given some, the output relayed where that is more."""
+        output = tokens.tokens_of_bytes(self.output_bytes + more_bytes)
         if self.usage is None:
-            return self.prices.of(self.input_estimate, self.output_estimate)
-        return self.prices.cost(_topped_up(self.usage, self.output_estimate))
+            return self.prices.of(self.input_estimate, output)
+        return self.prices.cost(_topped_up(self.usage, output))
 
     def covers(self, output_bytes: int) -> bool:
         """Whether the hold covers the answer with that much more output relayed."""
-        if self.hold_id is None:
-            return True
-        self.output_bytes += output_bytes
-        fits = self.cost_so_far() <= self.held
-        self.output_bytes -= output_bytes
-        return fits
+        return self.hold_id is None or self.cost_so_far(output_bytes) <= self.held
 
     def usage_at_end(self, record: UsageRecord) -> tuple[Usage, str]:
         """The usage to charge, and how it was obtained. A stream cut at its hold is charged
@@ -131,13 +128,7 @@ class Bill:
 
 
 def _topped_up(usage: Usage, output_estimate: int) -> Usage:
-    return Usage(
-        input_tokens=usage.input_tokens,
-        output_tokens=max(usage.output_tokens, output_estimate),
-        cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-    )
+    return dataclasses.replace(usage, output_tokens=max(usage.output_tokens, output_estimate))
 
 
 @dataclass(slots=True)
@@ -216,9 +207,7 @@ class Billing:
     async def extend(self, bill: Bill, output_bytes: int) -> bool:
         """Grow the hold to cover the answer with that much more output (and as much again
         as it has cost); False when the account cannot cover even that."""
-        bill.output_bytes += output_bytes
-        need = bill.cost_so_far() - bill.held
-        bill.output_bytes -= output_bytes
+        need = bill.cost_so_far(output_bytes) - bill.held
         if need <= 0 or bill.hold_id is None:
             return True
         want = max(2 * need, bill.prices.of(0, bill.output_cap))
