@@ -60,6 +60,14 @@ def limits_for(config: LimitsConfig, key: ApiKey, limit: str = "requests") -> tu
     return plan, Limits(**values)
 
 
+def model_allowed(config: LimitsConfig, key: ApiKey, entry: ModelEntry) -> bool:
+    try:
+        check_model(config, key, entry)
+    except ModelNotAllowed:
+        return False
+    return True
+
+
 def check_model(config: LimitsConfig, key: ApiKey, entry: ModelEntry) -> None:
     """403 unless the plan's tiers and the key's allow-list both admit the model."""
     plan = plan_of(config, key)

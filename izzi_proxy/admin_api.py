@@ -12,6 +12,7 @@
     GET    /admin/usage[?by=day|model|key|account&since=&until=&account=]
     GET    /admin/records[?account=&limit=]        the latest usage records
     GET    /admin/holds[?account=]                 open holds
+    GET    /admin/upstreams                        each upstream's breaker and keys (masked), in this process
 
 A top-up with an ``Idempotency-Key`` header is made once: a retried webhook gets the first
 answer again (200 instead of 201), and the key used for other figures is a 409. Amounts are
@@ -34,7 +35,7 @@ from izzi_proxy.catalog import TIERS
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 from izzi_proxy.errors import Conflict, InvalidRequest, NotFound
 from izzi_proxy.handlers import json_response
-from izzi_proxy.keys import BODY, CONFIG, LEDGER
+from izzi_proxy.keys import BODY, CONFIG, LEDGER, ROUTER
 from izzi_proxy.ledger import SUMMARY_GROUPS, Account, AlreadyExists, ApiKey, IdempotencyConflict, Ledger
 from izzi_proxy.pricing import AmountError, credits, percent_of, to_micro
 from izzi_proxy.routes import endpoint
@@ -275,6 +276,11 @@ async def holds(request: web.Request) -> web.Response:
     return json_response({"object": "list", "data": [_money(h) for h in await ledger.open_holds(account_id)]})
 
 
+@admin
+async def upstreams(request: web.Request) -> web.Response:
+    return json_response({"object": "list", "data": request.app[ROUTER].view()})
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/admin/accounts", list_accounts)
@@ -289,3 +295,4 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/admin/usage", usage)
     r.add_get("/admin/records", records)
     r.add_get("/admin/holds", holds)
+    r.add_get("/admin/upstreams", upstreams)

@@ -60,6 +60,7 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
     app.on_response_prepare.append(add_request_id)
     app.on_response_prepare.append(add_rate_headers)
     app.on_response_prepare.append(add_cost_headers)
+    app.on_response_prepare.append(handlers.add_model_header)
     app.on_shutdown.append(relay.stop_streams)
 
     chat = handlers.generation(OPENAI_CHAT)
@@ -111,6 +112,6 @@ async def _upstreams(app: web.Application, providers: Registry) -> AsyncIterator
     async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
         app[SESSION] = session
         upstreams = build_upstreams(app[CONFIG], session, providers)
-        app[ROUTER] = Router(upstreams)
+        app[ROUTER] = Router(upstreams, app[CONFIG])
         yield
         await upstreams.aclose()

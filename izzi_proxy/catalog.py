@@ -24,12 +24,26 @@ _DATED = re.compile(r"-(?:\d{8}|\d{4}-\d{2}-\d{2})$")
 _DASHED_VERSION = re.compile(r"(?<=\d)-(?=\d(?:\D|$))")
 
 
+WIRE_SHORT_NAMES = {"chat": "openai_chat", "messages": "anthropic_messages", "responses": "openai_responses"}
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One way to serve a model: an upstream (by config name) and its name for the model."""
+    """One way to serve a model: an upstream (by config name), its name for the model, and
+    the wire format to speak to it when the route insists on one (``wire``)."""
 
     upstream: str
     model: str
+    wire: str | None = None  # None: the client's format if the upstream speaks it
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """How a model such as ``auto`` picks the model that serves a request (``select``)."""
+
+    rule: str = "cheapest"  # cheapest (for this request) | first (in the order of ``models``)
+    models: tuple[str, ...] = ()  # the candidates; empty: every model of ``tiers``
+    tiers: tuple[str, ...] = ()  # empty: the tiers of the caller's plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +57,9 @@ class ModelEntry:
     aliases: tuple[str, ...] = ()
     owned_by: str = "izzi"
     reasoning: bool = False  # takes a reasoning effort / thinking budget
+    vision: bool = False  # reads images
+    tools: bool = True  # calls tools
+    select: Selection | None = None  # served by another model, picked per request (``auto``)
 
     def to_openai(self, created: int) -> dict:
         """The OpenAI ``Model`` object, plus our pricing, tier and context fields."""

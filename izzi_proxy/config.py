@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from izzi_proxy.catalog import TIERS, Catalog, ModelEntry, Route
+from izzi_proxy.catalog import TIERS, WIRE_SHORT_NAMES, Catalog, ModelEntry, Route, Selection
 from izzi_proxy.pricing import MICRO, Prices
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "izzi.toml"
@@ -73,13 +73,38 @@ class UpstreamConfig:
     name: str
     kind: str
     base_url: str | None = None
-    api_key: Secret | None = None
+    api_keys: tuple[Secret, ...] = ()  # ``api_key``, or a pool of them (``api_keys``)
     connect_timeout_s: float = 10.0
     first_byte_timeout_s: float = 300.0
     idle_timeout_s: float = 300.0
     extra_headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     source: str = "izzi.toml"
+
+    @property
+    def api_key(self) -> Secret | None:
+        return self.api_keys[0] if self.api_keys else None
+
+    def key_values(self) -> tuple[str, ...]:
+        """The keys whose variables are set (a pool may have some unset)."""
+        return tuple(k.value for k in self.api_keys if k.value)
+
+    def missing_keys(self) -> str | None:
+        """Why the upstream cannot be used for want of a key, or None."""
+        if self.api_keys and not self.key_values():
+            return f"set {' or '.join(k.env for k in self.api_keys)} to use it"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    """How hard a request tries before it fails, and how upstreams' health is judged."""
+
+    max_attempts: int = 4  # upstream calls per request, first one included
+    failover_budget_s: float = 60.0  # no further attempt starts after this long
+    breaker_failures: int = 5  # consecutive failures that open an upstream's breaker
+    breaker_open_s: float = 30.0  # an open breaker lets a probe through after this
+    key_cooldown_s: float = 30.0  # a key's rest after a 429 that names no Retry-After
 
 
 LIMIT_NAMES = ("rpm", "concurrent", "daily")
@@ -140,6 +165,7 @@ class Config:
     limits: LimitsConfig
     ip_block: IPBlockConfig
     billing: BillingConfig = BillingConfig()
+    routing: RoutingConfig = RoutingConfig()
     path: Path | None = None
 
     def with_mock_upstreams(self) -> Config:
@@ -243,6 +269,20 @@ class _Reader:
             'a key is never written in a config file: write "env:NAME" and set that environment variable',
         )
 
+    def sub(self, name: str) -> _Reader:
+        """The reader of a table inside this one."""
+        return _Reader(self.file, self.key(name), _table(self.file, self.key(name), self.raw(name)), self.env)
+
+    def secrets(self, name: str) -> tuple[Secret, ...]:
+        """A list of ``"env:NAME"`` references."""
+        values = self.get(name, list, [])
+        found = []
+        for i, value in enumerate(values):
+            secret = _Reader(self.file, self.prefix, {f"{name}[{i}]": value}, self.env).secret(f"{name}[{i}]")
+            if secret is not None:
+                found.append(secret)
+        return tuple(found)
+
     def url(self, name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
         value = self.get(name, str, default)
         if value is not None and urlsplit(value).scheme not in schemes:
@@ -282,7 +322,7 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
     doc = _read_toml(path)
 
     top = _Reader(path, "", doc, env)
-    for name in ("server", "storage", "upstreams", "catalog", "limits", "ip_block", "billing"):
+    for name in ("server", "storage", "upstreams", "catalog", "limits", "ip_block", "billing", "routing"):
         _table(path, name, top.raw(name))
     top.reject_unknown()
 
@@ -303,7 +343,8 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
     limits = _limits(path, _Reader(path, "limits", _table(path, "limits", doc.get("limits")), env))
     ip_block = _ip_block(_Reader(path, "ip_block", _table(path, "ip_block", doc.get("ip_block")), env))
     billing = _billing(_Reader(path, "billing", _table(path, "billing", doc.get("billing")), env))
-    return Config(server, storage, MappingProxyType(upstreams), catalog, limits, ip_block, billing, path)
+    routing = _routing(_Reader(path, "routing", _table(path, "routing", doc.get("routing")), env))
+    return Config(server, storage, MappingProxyType(upstreams), catalog, limits, ip_block, billing, routing, path)
 
 
 def _billing(r: _Reader) -> BillingConfig:
@@ -448,7 +489,7 @@ def _upstream(name: str, r: _Reader) -> UpstreamConfig:
         name=name,
         kind=r.required("kind", str),
         base_url=r.url("base_url", None, ("http", "https")),
-        api_key=r.secret("api_key"),
+        api_keys=_keys(r),
         connect_timeout_s=r.positive("connect_timeout_s", d.connect_timeout_s),
         first_byte_timeout_s=r.positive("first_byte_timeout_s", d.first_byte_timeout_s),
         idle_timeout_s=r.positive("idle_timeout_s", d.idle_timeout_s),
@@ -457,6 +498,32 @@ def _upstream(name: str, r: _Reader) -> UpstreamConfig:
     )
     # Whatever else the table holds is the plugin's to validate (Provider.from_config).
     return dataclasses.replace(config, options=MappingProxyType(r.rest()))
+
+
+def _keys(r: _Reader) -> tuple[Secret, ...]:
+    one, pool = r.secret("api_key"), r.secrets("api_keys")
+    if one is not None and pool:
+        raise r.error("api_keys", "write api_key or api_keys, not both")
+    return (one,) if one is not None else pool
+
+
+def _routing(r: _Reader) -> RoutingConfig:
+    d = RoutingConfig()
+    attempts = r.get("max_attempts", int, d.max_attempts)
+    failures = r.get("breaker_failures", int, d.breaker_failures)
+    if attempts < 1:
+        raise r.error("max_attempts", "must be at least 1 (the first call)")
+    if failures < 1:
+        raise r.error("breaker_failures", "must be at least 1")
+    config = RoutingConfig(
+        max_attempts=attempts,
+        failover_budget_s=r.positive("failover_budget_s", d.failover_budget_s),
+        breaker_failures=failures,
+        breaker_open_s=r.positive("breaker_open_s", d.breaker_open_s),
+        key_cooldown_s=r.positive("key_cooldown_s", d.key_cooldown_s),
+    )
+    r.reject_unknown()
+    return config
 
 
 def load_catalog(path: Path, upstreams: Mapping[str, UpstreamConfig]) -> Catalog:
@@ -481,6 +548,9 @@ def load_catalog(path: Path, upstreams: Mapping[str, UpstreamConfig]) -> Catalog
                 raise r.error("aliases", f"alias {alias!r} is already taken by {owner!r}")
             seen_aliases[alias] = model_id
         entries.append(entry)
+    for entry in entries:
+        if entry.select is not None and (unknown := [m for m in entry.select.models if m not in models]):
+            raise ConfigError(path, f'models."{entry.id}".select.models', f"{unknown[0]!r} is not in the catalog")
     return Catalog(entries, _families(path, _table(path, "families", doc.get("families")), models))
 
 
@@ -530,26 +600,52 @@ def _prices(r: _Reader, ratios: Mapping[str, Decimal]) -> Prices:
     )
 
 
+def _routes(r: _Reader) -> list[Any]:
+    raw = r.required("routes", list)
+    if not raw:
+        raise r.error("routes", "list at least one route (or give a select table)")
+    return raw
+
+
+def _route(r: _Reader, i: int, spec: Any, upstreams: Mapping[str, UpstreamConfig]) -> Route:
+    """``"<upstream>:<model>"``, or ``{ route = "<upstream>:<model>", wire = "responses" }``."""
+    where, wire = f"routes[{i}]", None
+    if isinstance(spec, Mapping):
+        sub = _Reader(r.file, r.key(where), spec, r.env)
+        spec, wire = sub.required("route", str), sub.get("wire", str)
+        sub.reject_unknown()
+        wire = WIRE_SHORT_NAMES.get(wire, wire) if wire else None
+    upstream, sep, upstream_model = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    if not sep or not upstream or not upstream_model:
+        raise r.error(where, f'write "<upstream>:<upstream model>" or {{ route = "…", wire = "…" }}, got {spec!r}')
+    if upstream not in upstreams:
+        raise r.error(where, f"unknown upstream {upstream!r}; izzi.toml defines {', '.join(sorted(upstreams))}")
+    return Route(upstream, upstream_model, wire)
+
+
+def _selection(r: _Reader) -> Selection:
+    rule = r.get("rule", str, "cheapest")
+    if rule not in ("cheapest", "first"):
+        raise r.error("rule", f"{rule!r} is not a rule; write cheapest or first")
+    models, tiers = r.get("models", list, []), r.get("tiers", list, [])
+    if not all(isinstance(m, str) and m for m in models):
+        raise r.error("models", "must be a list of model ids")
+    if bad := [t for t in tiers if t not in TIERS]:
+        raise r.error("tiers", f"{bad[0]!r} is not one of {', '.join(TIERS)}")
+    if rule == "first" and not models:
+        raise r.error("models", "the rule first needs the models listed in order")
+    r.reject_unknown()
+    return Selection(rule, tuple(models), tuple(tiers))
+
+
 def _model(
     model_id: str, r: _Reader, upstreams: Mapping[str, UpstreamConfig], ratios: Mapping[str, Decimal]
 ) -> ModelEntry:
     tier = r.required("tier", str)
     if tier not in TIERS:
         raise r.error("tier", f"{tier!r} is not one of {', '.join(TIERS)}")
-    routes = []
-    raw_routes = r.required("routes", list)
-    if not raw_routes:
-        raise r.error("routes", "list at least one route")
-    for i, spec in enumerate(raw_routes):
-        upstream, sep, upstream_model = spec.partition(":") if isinstance(spec, str) else ("", "", "")
-        if not sep or not upstream or not upstream_model:
-            raise r.error(f"routes[{i}]", f'write "<upstream>:<upstream model>", got {spec!r}')
-        if upstream not in upstreams:
-            raise r.error(
-                f"routes[{i}]",
-                f"unknown upstream {upstream!r}; izzi.toml defines {', '.join(sorted(upstreams))}",
-            )
-        routes.append(Route(upstream, upstream_model))
+    select = _selection(r.sub("select")) if r.raw("select") is not None else None
+    routes = [] if select is not None else [_route(r, i, spec, upstreams) for i, spec in enumerate(_routes(r))]
     aliases = r.get("aliases", list, [])
     if not all(isinstance(a, str) and a for a in aliases):
         raise r.error("aliases", "must be a list of non-empty strings")
@@ -567,6 +663,9 @@ def _model(
         aliases=tuple(aliases),
         owned_by=r.get("owned_by", str, "izzi"),
         reasoning=r.get("reasoning", bool, False),
+        vision=r.get("vision", bool, False),
+        tools=r.get("tools", bool, True),
+        select=select,
     )
     r.reject_unknown()
     return entry

@@ -174,7 +174,11 @@ class UpstreamError(GatewayError):
         self.upstream = upstream
         self.upstream_status = upstream_status
         self.retryable = retryable
-        self.attempts = 1  # routes tried (the router sets it)
+        self.retry_after: float | None = None  # the upstream's Retry-After, in seconds
+        self.attempts = 1  # upstream calls made (the router sets it)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(math.ceil(self.retry_after))} if self.retry_after else {}
 
 
 class UpstreamConnectionError(UpstreamError):
@@ -202,11 +206,19 @@ REJECTED_UPSTREAM_STATUSES = frozenset({400, 413, 422})
 CREDENTIAL_STATUSES = frozenset({401, 403})  # the upstream refused the operator's key, not the client
 
 
-def upstream_error(upstream: str, status: int, message: str, kind: str | None = None) -> UpstreamError:
+def upstream_error(
+    upstream: str, status: int, message: str, kind: str | None = None, retry_after: float | None = None
+) -> UpstreamError:
     """The gateway error for an upstream's error answer: its status, its error type and its
     message with anything shaped like a secret masked. When the upstream refused the
     gateway's own credentials (401, 403) the client is told only that, naming the upstream;
     the upstream's text goes to the operator's log (another route may still answer)."""
+    err = _upstream_error(upstream, status, message, kind)
+    err.retry_after = retry_after
+    return err
+
+
+def _upstream_error(upstream: str, status: int, message: str, kind: str | None) -> UpstreamError:
     if status in CREDENTIAL_STATUSES:
         log.error("upstream %r refused the gateway's credentials (HTTP %d): %s", upstream, status, message)
         return UpstreamError(

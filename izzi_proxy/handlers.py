@@ -12,20 +12,20 @@ from dataclasses import dataclass
 import orjson
 from aiohttp import web
 
-from izzi_proxy import relay, tokens
-from izzi_proxy.access import check_model
-from izzi_proxy.canonical import Usage
+from izzi_proxy import canonical as c
+from izzi_proxy import relay, selection, tokens
+from izzi_proxy.access import check_model, model_allowed, plan_of
 from izzi_proxy.catalog import ModelEntry
-from izzi_proxy.dialects import Dialect, ParsedRequest, StreamTap
+from izzi_proxy.dialects import ClientDialect, ParsedRequest
 from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
-from izzi_proxy.dialects.echo import echo_in_body
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 from izzi_proxy.errors import NotFound, UpstreamError
+from izzi_proxy.exchange import Exchange
 from izzi_proxy.keys import API_KEY, BILL, BILLING, BODY, CONFIG, RECORD, REQUEST_ID, ROUTER
 from izzi_proxy.routes import Handler, endpoint
-from izzi_proxy.translate import TranslatingTap
 
 TOKEN_COUNT_HEADER = "x-izzi-token-count"
+MODEL_HEADER = "x-izzi-model"
 
 
 def read_body(request: web.Request) -> bytes:
@@ -44,51 +44,72 @@ def resolve(request: web.Request, model: str) -> ModelEntry:
     return entry
 
 
+def choose(request: web.Request, dialect: ClientDialect, parsed: ParsedRequest) -> ModelEntry:
+    """The catalog model that serves the request: the one it names, or (``auto``) the one
+    its selection picks (``selection``); refused here if the input cannot fit its window."""
+    config, key = request.app[CONFIG], request[API_KEY]
+    entry = resolve(request, parsed.model)
+    check_model(config.limits, key, entry)
+    canonical: list[c.Request] = []
+
+    def as_canonical() -> c.Request:
+        if not canonical:
+            canonical.append(dialect.to_canonical(parsed))
+        return canonical[0]
+
+    estimate = tokens.estimate_raw(parsed.raw)
+    if entry.select is not None:
+        output = parsed.max_output_tokens or config.billing.default_max_output_tokens
+        entry = selection.select(
+            entry,
+            config.catalog,
+            selection.Needs.of(as_canonical(), estimate, output),
+            allowed=lambda m: model_allowed(config.limits, key, m),
+            healthy=request.app[ROUTER].healthy,
+            plan_tiers=plan_of(config.limits, key).tiers,
+        )
+    selection.check_context(entry, estimate, as_canonical)
+    return entry
+
+
+async def add_model_header(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: which catalog model served the answer (``x-izzi-model``),
+    when it is not the one the client named (``auto``, an alias, a family)."""
+    record = request.get(RECORD)
+    if record is not None and record.model and record.model != record.requested_model:
+        response.headers[MODEL_HEADER] = record.model
+
+
 @dataclass(slots=True)
 class Generated:
     response: web.StreamResponse
-    tap: StreamTap | None = None  # a stream's tap, which saw the whole answer go by
-    body: bytes | None = None  # a plain answer as sent
+    exchange: Exchange  # which upstream answered, and the answer as the client got it
 
 
-async def generate(request: web.Request, dialect: Dialect, parsed: ParsedRequest) -> Generated:
+async def generate(request: web.Request, dialect: ClientDialect, parsed: ParsedRequest) -> Generated:
     """Route a parsed request, relay the answer (passthrough or translated), meter it."""
     record = request[RECORD]
-    entry = resolve(request, parsed.model)
-    check_model(request.app[CONFIG].limits, request[API_KEY], entry)
+    entry = choose(request, dialect, parsed)
     record.model, record.requested_model, record.stream = entry.id, parsed.model, parsed.stream
     billing = request.app[BILLING]
     bill = request[BILL] = billing.bill(request[API_KEY], entry, parsed)
     await billing.hold(bill, entry, parsed, record)  # durable before the upstream is asked
     headers = dialect.forward_headers(request.headers)
     try:
-        sent = await request.app[ROUTER].send(entry, dialect, parsed, request[REQUEST_ID], headers)
+        exchange = await request.app[ROUTER].send(entry, dialect, parsed, request[REQUEST_ID], headers)
     except UpstreamError as err:
         record.attempts = err.attempts
         raise
     bill.answered = True
-    record.upstream, record.upstream_model, record.attempts = sent.route.upstream, sent.route.model, sent.attempts
-    passthrough = sent.passthrough(dialect)
+    record.upstream, record.upstream_model = exchange.route.upstream, exchange.route.model
+    record.attempts = exchange.attempts
     if parsed.stream:
-        tap = (
-            dialect.stream_tap(parsed)
-            if passthrough
-            else TranslatingTap(sent.wire.stream_parser(sent.route.upstream), dialect.stream_renderer(parsed))
-        )
         meter = relay.Meter(billing, bill, dialect.name)
-        return Generated(await relay.relay_stream(request, sent.reply, tap, dialect, record, meter), tap=tap)
-
-    def answer(body: bytes) -> tuple[bytes, Usage | None]:
-        if passthrough:
-            return echo_in_body(body, parsed.model), dialect.usage_of_body(body)
-        resp = sent.wire.parse_response(body, sent.route.upstream)
-        return dialect.render_response(resp, parsed), resp.usage
-
-    response = await relay.relay_body(sent.reply, record, answer, bill)
-    return Generated(response, body=response.body)  # type: ignore[arg-type]
+        return Generated(await relay.relay_stream(request, exchange, record, meter), exchange)
+    return Generated(await relay.relay_body(exchange, record, bill), exchange)
 
 
-def generation(dialect: Dialect) -> Handler:
+def generation(dialect: ClientDialect) -> Handler:
     """The handler for a dialect's generation route (chat completions, messages)."""
 
     @endpoint(dialect, metered=True)

@@ -52,6 +52,12 @@ def mask_secrets(text: str) -> str:
     return _LONG.sub(_hide, text)
 
 
+def mask_key(key: str) -> str:
+    """A key as an operator may see it, to tell the keys of a pool apart: its first and last
+    four characters when it is long enough for that to reveal nothing useful."""
+    return f"{key[:_VISIBLE]}…{key[-_VISIBLE:]}" if len(key) >= 20 else "…(masked)"
+
+
 _ESCAPES = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {
     ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x85: "\\x85", 0x2028: "\\u2028", 0x2029: "\\u2029",
 }  # fmt: skip

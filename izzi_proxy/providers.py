@@ -8,7 +8,8 @@ the entry-point name is the ``kind`` that ``izzi.toml`` names. The built-in ones
 Only the kinds that config names are imported. ``IZZI_PROVIDERS=openai,mock`` restricts
 which installed plugins may load at all. An unknown kind stops the start with the list of
 installed kinds; a plugin that fails to import is reported and its upstreams are marked
-unavailable, and the gateway serves everything else.
+unavailable, and the gateway serves everything else. A provider class may bring wire
+formats of its own (``wires.BringsWireFormats``): they join the registry when it loads.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 from aiohttp import ClientSession
 
 from izzi_proxy.config import Config, ConfigError, UpstreamConfig
+from izzi_proxy.wires import BringsWireFormats, WireFormats
 
 log = logging.getLogger("izzi.providers")
 
@@ -39,6 +41,7 @@ class UpstreamCall:
     stream: bool
     request_id: str
     headers: Mapping[str, str] = field(default_factory=dict)  # client headers meant for upstream
+    api_key: str | None = None  # the key to send, picked by the router from the upstream's pool
 
 
 async def _no_more() -> AsyncIterator[bytes]:
@@ -76,7 +79,7 @@ class UpstreamUnavailable(Exception):
 @runtime_checkable
 class Provider(Protocol):
     kind: ClassVar[str]
-    wire_formats: frozenset[str]  # the formats it can send; a class or an instance attribute
+    wire_formats: frozenset[str]  # the wire formats it can send (``wires``); class or instance attribute
 
     @classmethod
     def from_config(cls, upstream: UpstreamConfig, session: ClientSession) -> Self:
@@ -139,6 +142,7 @@ class Upstreams:
 
     providers: dict[str, Provider]
     unavailable: dict[str, str]
+    wires: WireFormats = field(default_factory=WireFormats)  # the core's and the plugins'
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
@@ -164,6 +168,9 @@ def build_upstreams(config: Config, session: ClientSession, reg: Registry = regi
                 log.error("provider plugin %r failed to load: %r", upstream.kind, exc)
                 classes[upstream.kind] = None
         cls = classes[upstream.kind]
+        if isinstance(cls, BringsWireFormats):
+            for wire in cls.wire_codecs:
+                built.wires.add(wire)
         if cls is None:
             built.unavailable[name] = f"provider plugin {upstream.kind!r} failed to load"
             continue

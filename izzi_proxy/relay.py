@@ -18,19 +18,17 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable
 
 from aiohttp import web
 
 from izzi_proxy import tokens
 from izzi_proxy.billing import Bill, Billing
-from izzi_proxy.canonical import Usage
-from izzi_proxy.dialects import Dialect, StreamTap
+from izzi_proxy.dialects import StreamTap
 from izzi_proxy.errors import GatewayError, InsufficientBalance, ServerError, UpstreamConnectionError
+from izzi_proxy.exchange import Exchange
 from izzi_proxy.keys import CONFIG, STREAMS
 from izzi_proxy.ledger import UsageRecord
 from izzi_proxy.pricing import credits
-from izzi_proxy.providers import UpstreamReply
 
 log = logging.getLogger("izzi.relay")
 
@@ -87,16 +85,13 @@ class Meter:
 
 
 async def relay_stream(
-    request: web.Request,
-    reply: UpstreamReply,
-    tap: StreamTap,
-    dialect: Dialect,
-    record: UsageRecord,
-    meter: Meter,
+    request: web.Request, exchange: Exchange, record: UsageRecord, meter: Meter
 ) -> web.StreamResponse:
     """Relay a stream until its terminal event (or an error), then end it. The record's
     status is set once the answer's last frame is out: whatever the connections do after
     that (a client that hangs up at once, an upstream slow to close) changes nothing."""
+    reply, tap = exchange.reply, exchange.tap
+    assert tap is not None, "a stream's exchange has its tap"
     response = web.StreamResponse(status=reply.status, headers=SSE_HEADERS)
     streams = request.app[STREAMS]
     streams.add(task := asyncio.current_task())
@@ -118,12 +113,12 @@ async def relay_stream(
             )
         record.status = response.status
     except GatewayError as err:
-        await _end_with_error(response, dialect, record, err, tap)
+        await _end_with_error(response, exchange, record, err)
     except asyncio.CancelledError:
         # The client hung up (handler_cancellation), or the shutdown bound ran out
         # (stop_streams): a client still there is told, and the record says so.
         try:
-            await response.write(_error_frame(tap, dialect, ServerError("The stream was cut: the gateway is stopping")))
+            await response.write(exchange.error_frame(ServerError("The stream was cut: the gateway is stopping")))
             record.status, record.outcome, record.error_type = response.status, "error", "server_error"
             await response.write_eof()  # a proper end of the chunked body, not a cut connection
         except Exception:
@@ -133,7 +128,7 @@ async def relay_stream(
         raise  # the client hung up (aiohttp's default mode): nobody to tell
     except Exception:
         log.exception("request %s: relay failed", record.request_id)  # a bug after the first byte
-        await _end_with_error(response, dialect, record, ServerError("Internal server error"), tap)
+        await _end_with_error(response, exchange, record, ServerError("Internal server error"))
     finally:
         streams.discard(task)
         record.usage = tap.usage
@@ -147,19 +142,12 @@ async def relay_stream(
 
 
 async def _end_with_error(
-    response: web.StreamResponse, dialect: Dialect, record: UsageRecord, err: GatewayError, tap: StreamTap
+    response: web.StreamResponse, exchange: Exchange, record: UsageRecord, err: GatewayError
 ) -> None:
     record.outcome, record.error_type = "error", err.type
     log.warning("request %s: stream ended with %s: %s", record.request_id, err.type, err.message)
-    await response.write(_error_frame(tap, dialect, err))
+    await response.write(exchange.error_frame(err))
     record.status = response.status
-
-
-def _error_frame(tap: StreamTap, dialect: Dialect, err: GatewayError) -> bytes:
-    """The client's in-stream error; a tap that numbers its events (Responses) writes it with
-    the next number."""
-    frame = tap.error_frame(err) if hasattr(tap, "error_frame") else None
-    return frame or dialect.stream_error(err)
 
 
 async def stop_streams(app: web.Application) -> None:
@@ -175,14 +163,13 @@ async def stop_streams(app: web.Application) -> None:
         asyncio.get_running_loop().call_later(app[CONFIG].server.shutdown_timeout_s, cut)
 
 
-async def relay_body(
-    reply: UpstreamReply, record: UsageRecord, answer: Callable[[bytes], tuple[bytes, Usage | None]], bill: Bill
-) -> web.Response:
-    """A plain answer: ``answer`` gives the client's body and the usage (the upstream's
-    bytes unchanged in passthrough, a translation otherwise). With no usage in it, the
-    output is estimated from the answer's text."""
+async def relay_body(exchange: Exchange, record: UsageRecord, bill: Bill) -> web.Response:
+    """A plain answer: the exchange gives the client's body and the usage (the upstream's
+    bytes but for the model's name in passthrough, a translation otherwise). With no usage
+    in it, the output is estimated from the answer's text."""
+    reply = exchange.reply
     try:
-        body, record.usage = answer(reply.head)
+        body, record.usage = exchange.answer(reply.head)
     finally:
         await reply.aclose()
     if record.usage is not None:

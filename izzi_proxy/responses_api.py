@@ -50,10 +50,7 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 
 def _final(generated: Generated) -> dict[str, Any] | None:
-    if generated.body is not None:
-        final = OPENAI_RESPONSES.final_of_body(generated.body)
-    else:
-        final = getattr(generated.tap, "final", None)
+    final = generated.exchange.final()
     if not final or final.get("status") not in ("completed", "incomplete") or not final.get("id"):
         return None
     return final

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.web_urldispatcher import SystemRoute
 
-from izzi_proxy.dialects import Dialect
+from izzi_proxy.dialects import ClientDialect
 from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 
@@ -27,16 +27,16 @@ _ATTRIBUTE = "__izzi_route__"
 
 @dataclass(frozen=True, slots=True)
 class RouteInfo:
-    dialect: Dialect  # the shape of its answers and errors
+    dialect: ClientDialect  # the shape of its answers and errors
     public: bool = False  # answers without a key (and skips IP blocking)
     metered: bool = False  # admitted by the rate limits with a lease, and leaves a usage record
     limit: str = "requests"  # which of the plan's limits admit it: "requests", or "count_tokens"
     # another dialect when the request carries a header (the Anthropic shape of /v1/models
     # for clients that send anthropic-version)
-    by_header: tuple[tuple[str, Dialect], ...] = ()
+    by_header: tuple[tuple[str, ClientDialect], ...] = ()
     admin: bool = False  # needs the admin token (IZZI_ADMIN_TOKEN), not an API key
 
-    def dialect_for(self, request: web.Request) -> Dialect:
+    def dialect_for(self, request: web.Request) -> ClientDialect:
         for header, dialect in self.by_header:
             if header in request.headers:
                 return dialect
@@ -47,12 +47,12 @@ UNTAGGED = RouteInfo(OPENAI_CHAT)  # a handler without @endpoint: needs a key, n
 
 
 def endpoint(
-    dialect: Dialect,
+    dialect: ClientDialect,
     *,
     public: bool = False,
     metered: bool = False,
     limit: str = "requests",
-    by_header: tuple[tuple[str, Dialect], ...] = (),
+    by_header: tuple[tuple[str, ClientDialect], ...] = (),
     admin: bool = False,
 ) -> Callable[[Handler], Handler]:
     info = RouteInfo(dialect, public, metered, limit, by_header, admin)
@@ -76,7 +76,7 @@ def route_info(request: web.Request) -> RouteInfo | None:
 _SYSTEM_ROUTES = RouteInfo(OPENAI_CHAT, by_header=(("anthropic-version", ANTHROPIC_MESSAGES),))
 
 
-def dialect_of(request: web.Request) -> Dialect:
+def dialect_of(request: web.Request) -> ClientDialect:
     """The dialect a request's answers and errors are written in. An unknown route or a
     wrong method is answered in Anthropic's shape to a request that says it speaks it."""
     return (route_info(request) or _SYSTEM_ROUTES).dialect_for(request)

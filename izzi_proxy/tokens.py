@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from izzi_proxy import canonical as c
+
 IMAGE_TOKENS_MAX = 1600
 PDF_PAGE_TOKENS = 1600
 _PDF_PAGE = re.compile(rb"/Type\s*/Page(?![s\w])")
@@ -152,3 +154,37 @@ def output_bytes(pattern: re.Pattern[bytes], data: bytes) -> int:
 
 def tokens_of_bytes(size: int) -> int:
     return math.ceil(size / 4)
+
+
+# -- the context-window check -----------------------------------------------------------------
+
+IMAGE_TOKENS_MIN = 85  # the least an image costs (OpenAI's low detail)
+
+
+def estimate_input_floor(req: c.Request) -> int:
+    """Input tokens a request surely has, about: its text at four characters a token, each
+    image at the least any vendor counts for one. Used to refuse a request too long for a
+    model's window before any upstream is asked, so it must not overstate (``estimate_raw``,
+    made for holds, counts the JSON's syntax too)."""
+    total = sum(estimate_text(s) for s in req.system)
+    total += sum(
+        estimate_text(t.name + (t.description or "")) + len(orjson.dumps(t.parameters)) // 4 for t in req.tools
+    )
+    for message in req.messages:
+        for part in message.parts:
+            total += _part_floor(part)
+    return total
+
+
+def _part_floor(part: c.Part) -> int:
+    if isinstance(part, c.Text | c.Thinking):
+        return estimate_text(part.text)
+    if isinstance(part, c.ToolCall):
+        return estimate_text(part.name + part.arguments)
+    if isinstance(part, c.ToolResult):
+        return sum(_part_floor(p) for p in part.content)
+    if isinstance(part, c.Image):
+        return IMAGE_TOKENS_MIN
+    if isinstance(part, c.Document):
+        return estimate_text(part.text or "")
+    return 0

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from izzi_proxy import canonical as c
 from izzi_proxy import sse
-from izzi_proxy.dialects import StreamParser, StreamRenderer
+from izzi_proxy.dialects import StreamRenderer
 from izzi_proxy.errors import GatewayError
+from izzi_proxy.wires import StreamParser
 
 
 class TranslatingTap:
@@ -34,15 +35,12 @@ class TranslatingTap:
     def done(self) -> bool:
         return self._parser.done
 
-    def error_frame(self, error: GatewayError) -> bytes | None:
-        """The client's error event, from the renderer when it numbers its events."""
-        render = getattr(self._renderer, "error", None)
-        return render(error) if render is not None else None
+    def error_frame(self, error: GatewayError) -> bytes:
+        return self._renderer.error_frame(error)
 
     @property
     def final(self) -> dict | None:
-        """The renderer's final answer object, where the client's format has one (Responses)."""
-        return getattr(self._renderer, "final", None)
+        return self._renderer.final
 
     def feed(self, chunk: bytes) -> bytes:
         return self._translate(self._lines.feed(chunk))

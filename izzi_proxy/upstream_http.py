@@ -11,6 +11,9 @@ background if the upstream has not ended it yet).
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import math
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -155,7 +158,25 @@ class HTTPUpstream:
     async def _error(self, response: aiohttp.ClientResponse) -> UpstreamError:
         body = await response.content.read(_ERROR_BODY_LIMIT)
         response.close()
-        return upstream_error(self.name, response.status, message_of(body), kind_of(body))
+        wait = retry_after(response.headers.get("Retry-After"))
+        return upstream_error(self.name, response.status, message_of(body), kind_of(body), wait)
+
+
+def retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds: a number, or an HTTP date (RFC 9110); None if neither."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    return min(max(seconds, 0.0), 3600.0) if math.isfinite(seconds) else None
 
 
 def _error_of(data: str) -> str | None:

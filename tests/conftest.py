@@ -28,7 +28,7 @@ UPSTREAM_KEY = "sk-upstream-test"
 ANTHROPIC_KEY = "sk-ant-upstream-test"
 
 # Client model id -> the fake upstream's model name, which picks its scenario.
-TEST_MODELS = {
+TEST_MODELS: dict[str, list[str | dict[str, str]]] = {
     "gpt-4o": ["fake:upstream-gpt-4o"],
     "tools": ["fake:tools"],
     "usage-in-choice": ["fake:usage_in_choice"],
@@ -72,7 +72,8 @@ TEST_MODELS = {
     # real CLIs in test_real_clients.py meet)
     "claude-sonnet-4.5": ["claude:claude-sonnet-4-5-tools-linger"],
     "gpt-4.1-mini": ["chatonly:gpt-4.1-mini-tools-linger"],
-    "gpt-5.1-codex": ["fake:gpt-5.1-codex-tools-linger"],
+    # OpenAI serves the codex models on /v1/responses only (its chat endpoint refuses them)
+    "gpt-5.1-codex": [{"route": "fake:gpt-5.1-codex-tools-linger", "wire": "responses"}],
 }
 # What names outside the catalog resolve to (the bundled models.toml has the same kind).
 TEST_FAMILIES = {"claude-*opus*": "claude-sonnet-4.5"}
@@ -140,7 +141,7 @@ def write_config(
     *,
     anthropic_url: str = "http://127.0.0.1:9/",
     server: str = "",
-    models: dict[str, list[str]] | None = None,
+    models: dict[str, list[str | dict[str, str]]] | None = None,
     extra_upstreams: str = "",
     extra: str = "",
 ) -> Path:
@@ -154,7 +155,7 @@ def write_config(
         + "".join(
             f'[models."{mid}"]\nname = "{mid}"\ntier = "standard"\ninput = 1.0\noutput = 2.0\n'
             f"context = 128000\nreasoning = {str(mid in REASONING).lower()}\n"
-            f"routes = {routes!r}\n\n".replace("'", '"')
+            f"routes = [{', '.join(map(toml_route, routes))}]\n\n"
             for mid, routes in models.items()
         )
     )
@@ -198,10 +199,21 @@ api_key = "env:IZZI_TEST_ANTHROPIC_KEY"
 first_byte_timeout_s = 1
 idle_timeout_s = 1
 {extra_upstreams}
-{extra}
+{extra if "[routing]" in extra else extra + ROUTING}
 """
     )
     return path
+
+
+# Breakers that open only when a test means them to: a test's many failures on purpose on
+# one fake upstream would otherwise skip it for the tests' later requests.
+ROUTING = "\n[routing]\nbreaker_failures = 1000\n"
+
+
+def toml_route(route: str | dict[str, str]) -> str:
+    if isinstance(route, str):
+        return f'"{route}"'
+    return "{ " + ", ".join(f'{k} = "{v}"' for k, v in route.items()) + " }"
 
 
 @dataclass

@@ -1,9 +1,9 @@
-"""Dialects: the formats clients speak to the gateway, and upstreams speak to it.
+"""Client dialects: the formats clients speak to the gateway.
 
 A dialect knows its request schema, its answer and stream shapes and its error shape; it
-knows no upstream. The same module is the wire codec of every upstream that speaks the
-format (a provider names its ``wire_formats``), so N formats need N translators to and
-from the canonical form, shared by clients and providers.
+knows no upstream. How an upstream speaks is its wire format (``izzi_proxy.wires``): the
+core's three dialect packages each hold the wire format of the same name too, so N
+formats need N translators to and from the canonical form, shared by clients and upstreams.
 
 Each route is served in exactly one dialect, so the errors middleware renders any
 failure in the shape the client expects.
@@ -11,7 +11,6 @@ failure in the shape the client expects.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -42,15 +41,20 @@ class StreamTap(Protocol):
     A translating tap decodes, translates and re-encodes. ``done`` says the stream ended
     properly, ``error`` that an in-stream error was relayed, ``usage_final`` that ``usage``
     is the answer's whole usage (not yet, e.g., Anthropic's ``message_start`` figures).
+    ``final`` is the answer's final object where the client's format has one (Responses'
+    ``response.completed``), and ``error_frame`` the client's in-stream error, numbered
+    after what went out where the format numbers its events.
     """
 
     usage: c.Usage | None
     usage_final: bool
     done: bool
     error: bool
+    final: dict[str, Any] | None
 
     def feed(self, chunk: bytes) -> bytes: ...
     def finish(self) -> bytes: ...
+    def error_frame(self, error: GatewayError) -> bytes: ...
 
 
 class WatchingTap:
@@ -59,6 +63,7 @@ class WatchingTap:
     every chunk go on as it came. Anthropic's and Responses' streams need nothing hidden."""
 
     NOTABLE: tuple[bytes, ...] = ()
+    final: dict[str, Any] | None = None
     __slots__ = ("_echo", "_lines", "done", "error", "usage", "usage_final")
 
     def __init__(self, model: str) -> None:
@@ -91,26 +96,22 @@ class WatchingTap:
         """A notable event's data (the bytes after ``data:``)."""
         raise NotImplementedError
 
-
-class StreamParser(Protocol):
-    """Reads an upstream's stream events as canonical events; raises UpstreamError for
-    an in-stream error."""
-
-    usage: c.Usage | None
-    usage_final: bool
-    done: bool
-
-    def feed(self, event: sse.SSEEvent) -> list[c.StreamEvent]: ...
+    def error_frame(self, error: GatewayError) -> bytes:
+        raise NotImplementedError
 
 
 class StreamRenderer(Protocol):
-    """Writes canonical events as the client's stream frames."""
+    """Writes canonical events as the client's stream frames (``final`` and
+    ``error_frame`` as for ``StreamTap``)."""
+
+    final: dict[str, Any] | None
 
     def render(self, event: c.StreamEvent) -> bytes: ...
+    def error_frame(self, error: GatewayError) -> bytes: ...
 
 
-class Dialect(Protocol):
-    name: str  # the format's name; also the wire format of upstreams that speak it
+class ClientDialect(Protocol):
+    name: str  # the format's name; an upstream of the wire format of this name passes through
 
     # the client side
     def parse(self, raw: bytes) -> ParsedRequest: ...
@@ -126,11 +127,6 @@ class Dialect(Protocol):
     def stream_tap(self, parsed: ParsedRequest) -> StreamTap: ...
     def usage_of_body(self, body: bytes) -> c.Usage | None: ...
 
-    # the upstream side (an upstream speaks this format, the client another)
-    def from_canonical(self, req: c.Request, target: c.Target) -> dict[str, Any]: ...
-    def parse_response(self, body: bytes, upstream: str) -> c.Response: ...
-    def stream_parser(self, upstream: str) -> StreamParser: ...
-
 
 def data_url(media_type: str | None, data: str | None) -> str:
     return f"data:{media_type or 'application/octet-stream'};base64,{data or ''}"
@@ -144,20 +140,3 @@ def parse_data_url(url: str) -> tuple[str, str] | None:
     if not sep or not header.endswith(";base64"):
         return None
     return header.removesuffix(";base64") or "application/octet-stream", data
-
-
-# Formats a request can be translated into, in order of preference. (OpenAI Responses is a
-# client dialect and a passthrough wire format, not a target: every upstream that speaks it
-# speaks OpenAI chat too.)
-TRANSLATION_TARGETS = ("openai_chat", "anthropic_messages")
-
-
-@functools.cache
-def by_name(name: str) -> Dialect:
-    """The dialect (wire codec) of a format, by its name."""
-    from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
-    from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
-    from izzi_proxy.dialects.openai_responses import OPENAI_RESPONSES
-
-    dialects = (OPENAI_CHAT, ANTHROPIC_MESSAGES, OPENAI_RESPONSES)
-    return {d.name: d for d in dialects}[name]  # type: ignore[misc]

@@ -11,10 +11,22 @@ model name contains          behaviour
                              arguments streamed in pieces; after tool results, answer with them;
                              a prompt saying ``call <tool> <JSON>`` calls that one tool with
                              those arguments (``scripted_call``)
-``error_<status>``           answer that HTTP status with an OpenAI error body
+``error_<status>``           answer that HTTP status with an OpenAI error body (401: the body
+                             a wrong key gets, code ``invalid_api_key``; 429: type
+                             ``requests``, code ``rate_limit_exceeded``, ``Retry-After: 1``)
+``retry_<s>``                with an error answer: ``Retry-After: <s>`` (on any status)
+``fail_first_<n>``           the first n requests for this exact model name (counted per app,
+                             chat and Responses together) answer 500; later ones answer normally
+``reset``                    drop the TCP connection after reading the request, before any
+                             status line
+``first_byte_<ms>``          wait that long before the status and headers (of any answer)
+``preamble_error``           streamed: the role-only chunk, then ``data: {"error": ...}``
+                             (server_error), no content, no ``[DONE]``
 ``stream_error_after_<n>``   stream n content chunks, then an in-stream error event
 ``cut_after_<n>``            stream n content chunks, then end cleanly without ``[DONE]``
 ``abort_after_<n>``          stream n content chunks, then drop the connection
+``stall_after_<n>``          stream n content chunks, then send nothing more, keeping the
+                             connection open until the client goes (noted in ``DISCONNECTS``)
 ``usage_in_choice``          usage on the last choice chunk, no separate usage chunk
 ``reasoning``                with ``reasoning_effort`` set: ``reasoning_content`` before the
                              answer ("Thinking (<effort>) about: <text>")
@@ -23,7 +35,13 @@ model name contains          behaviour
 ``hang``                     never answer
 ``linger``                   stream the whole answer, then keep the connection open without
                              ending it (until the client goes)
+``codex`` / ends ``-pro``    on ``/v1/chat/completions`` only: 400, "This model is only
+                             supported in v1/responses and not in v1/chat/completions."
 ==========================  ==================================================================
+
+The stream words (``stream_error_after``, ``cut_after``, ``abort_after``, ``stall_after``,
+``preamble_error``, ``linger``) shape streamed answers only; a plain answer is unchanged.
+Words combine: ``x-fail_first_2-first_byte_300`` is slow to answer, and fails twice.
 
 ``fake_openai_app()`` serves those over HTTP like OpenAI's API and records every request
 it receives, so tests can assert what the gateway sent upstream. The in-process mock
@@ -39,7 +57,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,9 +65,12 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-__all__ = ["DISCONNECTS", "RECEIVED", "ChatScript", "Received", "fake_openai_app"]
+__all__ = ["DISCONNECTS", "FAILS", "RECEIVED", "ChatScript", "Received", "fake_openai_app", "openai_error_body"]
 
-_PARAM = re.compile(r"(error|stream_error_after|cut_after|abort_after|slow)_(\d+)")
+_PARAM = re.compile(
+    r"(error|stream_error_after|cut_after|abort_after|stall_after|slow|first_byte|retry|fail_first)_(\d+)"
+)
+_STOPS = ("stream_error_after", "cut_after", "abort_after", "stall_after")  # stop a stream after n pieces
 
 
 def estimate_tokens(text: str) -> int:
@@ -116,15 +137,61 @@ class ScenarioScript:
     params: dict[str, int]
     hang: bool
     linger: bool
+    reset: bool
+    preamble_error: bool
     error_status: int | None
     delay_s: float
+    first_byte_s: float
 
     def read_scenario(self, model: str) -> None:
         self.params = {name: int(value) for name, value in _PARAM.findall(model)}
         self.hang = "hang" in model
         self.linger = "linger" in model
+        self.reset = "reset" in model
+        self.preamble_error = "preamble_error" in model
         self.error_status = self.params.get("error")
         self.delay_s = self.params.get("slow", 0) / 1000
+        self.first_byte_s = self.params.get("first_byte", 0) / 1000
+
+    @property
+    def stop_after(self) -> int | None:
+        """After how many content pieces a stream stops (``*_after_<n>``), if it does."""
+        return next((self.params[k] for k in _STOPS if k in self.params), None)
+
+    @property
+    def stalls(self) -> bool:
+        """Whether the answer, once written, is kept open until the client goes."""
+        return self.linger or "stall_after" in self.params
+
+
+FAILS: web.AppKey[dict[str, int]] = web.AppKey("fake.fails")  # fail_first_<n>: requests seen per model
+
+
+async def open_scenario(
+    app: web.Application, request: web.Request, script: ScenarioScript, error: Callable[[int], web.StreamResponse]
+) -> web.StreamResponse | None:
+    """What every fake plays once it has taken a request, before its answer: ``first_byte``,
+    ``hang``, ``reset``, ``fail_first`` and ``error`` (``error(status)`` writes the vendor's error
+    answer; ``Retry-After`` is added here). The answer to give instead of the script's, or None."""
+    if script.first_byte_s:
+        await asyncio.sleep(script.first_byte_s)
+    if script.hang:
+        await asyncio.Event().wait()
+    if script.reset:
+        assert request.transport is not None
+        request.transport.abort()  # no status line: the client sees the connection drop
+        return web.Response()  # never sent: aiohttp's write to the closed transport fails quietly
+    status = script.error_status
+    if (failing := script.params.get("fail_first")) is not None:
+        seen = app[FAILS].get(script.model, 0)
+        app[FAILS][script.model] = seen + 1
+        status = 500 if seen < failing else status
+    if not status:
+        return None
+    response = error(status)
+    if status == 429 or "retry" in script.params:
+        response.headers["Retry-After"] = str(script.params.get("retry", 1))
+    return response
 
 
 async def stream_frames(
@@ -132,13 +199,14 @@ async def stream_frames(
 ) -> web.StreamResponse:
     """Write a script's frames (``slow_<ms>`` apart), note a client that goes away under
     ``DISCONNECTS``, and end cleanly, or drop the connection for ``abort_after_<n>``, or
-    (``linger``) keep the answer open after its last frame until the client goes."""
+    (``linger``, ``stall_after_<n>``) keep the answer open after its last frame until the
+    client goes."""
     try:
         for frame in script.frames():
             if script.delay_s:
                 await asyncio.sleep(script.delay_s)
             await response.write(frame)
-        if script.linger:
+        if script.stalls:
             await asyncio.Event().wait()
     except (ConnectionResetError, asyncio.CancelledError):
         app[DISCONNECTS].put_nowait(script.model)

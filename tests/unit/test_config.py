@@ -69,7 +69,7 @@ def test_secrets_never_printed() -> None:
     config = load_config(DEFAULT_CONFIG, env={"OPENAI_API_KEY": "sk-very-secret-value"})
     text = repr(config) + str(config.redacted())
     assert "sk-very-secret-value" not in text
-    assert config.redacted()["upstreams"]["openai"]["api_key"] == "env:OPENAI_API_KEY (set)"
+    assert config.redacted()["upstreams"]["openai"]["api_keys"] == ["env:OPENAI_API_KEY (set)"]
 
 
 def test_bundled_config_holds_no_literal_key() -> None:

@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from izzi_proxy import sse
-from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
-from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
+from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES, ANTHROPIC_MESSAGES_WIRE
+from izzi_proxy.dialects.openai_chat import OPENAI_CHAT, OPENAI_CHAT_WIRE
 from izzi_proxy.testing import ChatScript, MessageScript
 from izzi_proxy.translate import TranslatingTap
 
@@ -35,13 +35,13 @@ def openai_stream(model: str) -> bytes:
 def to_openai() -> TranslatingTap:
     parsed = OPENAI_CHAT.parse(orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}],
                                              "stream": True, "stream_options": {"include_usage": True}}))  # fmt: skip
-    return TranslatingTap(ANTHROPIC_MESSAGES.stream_parser("up"), OPENAI_CHAT.stream_renderer(parsed))
+    return TranslatingTap(ANTHROPIC_MESSAGES_WIRE.stream_parser("up"), OPENAI_CHAT.stream_renderer(parsed))
 
 
 def to_anthropic() -> TranslatingTap:
     parsed = ANTHROPIC_MESSAGES.parse(orjson.dumps({"model": "m", "max_tokens": 5, "stream": True,
                                                     "messages": [{"role": "user", "content": "x"}]}))  # fmt: skip
-    return TranslatingTap(OPENAI_CHAT.stream_parser("up"), ANTHROPIC_MESSAGES.stream_renderer(parsed))
+    return TranslatingTap(OPENAI_CHAT_WIRE.stream_parser("up"), ANTHROPIC_MESSAGES.stream_renderer(parsed))
 
 
 _CREATED = re.compile(rb'"created":\d+')

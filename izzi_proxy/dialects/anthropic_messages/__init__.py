@@ -1,5 +1,5 @@
-"""Anthropic Messages: ``POST /v1/messages`` (and ``/v1/messages/count_tokens``), for
-clients and upstreams.
+"""Anthropic Messages: ``POST /v1/messages`` (and ``/v1/messages/count_tokens``); the
+client dialect and the wire format.
 
 Errors use Anthropic's envelope ``{"type": "error", "error": {"type", "message"}}`` with
 the gateway's error types and statuses (the anthropic SDK picks its exception class by
@@ -13,10 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
-import orjson
 
 from izzi_proxy import canonical as c
-from izzi_proxy import sse
 from izzi_proxy.dialects import ParsedRequest
 from izzi_proxy.dialects.anthropic_messages import request, response
 from izzi_proxy.dialects.anthropic_messages.tap import AnthropicTap
@@ -53,10 +51,10 @@ class AnthropicMessages:
         return response.StreamRenderer(parsed.model)
 
     def error_body(self, error: GatewayError) -> dict[str, Any]:
-        return {"type": "error", "error": {"type": error.type, "message": error.message}}
+        return response.error_body(error)
 
     def stream_error(self, error: GatewayError) -> bytes:
-        return sse.encode(orjson.dumps(self.error_body(error)), event="error")
+        return response.stream_error(error)
 
     # -- passthrough
 
@@ -72,7 +70,14 @@ class AnthropicMessages:
         except msgspec.MsgspecError:
             return None
 
-    # -- the upstream side
+
+ANTHROPIC_MESSAGES = AnthropicMessages()
+
+
+class AnthropicMessagesWire:
+    """The wire format of upstreams that speak Anthropic's Messages API."""
+
+    name = "anthropic_messages"
 
     def from_canonical(self, req: c.Request, target: c.Target) -> dict[str, Any]:
         return request.from_canonical(req, target)
@@ -84,4 +89,4 @@ class AnthropicMessages:
         return response.StreamParser(upstream)
 
 
-ANTHROPIC_MESSAGES = AnthropicMessages()
+ANTHROPIC_MESSAGES_WIRE = AnthropicMessagesWire()

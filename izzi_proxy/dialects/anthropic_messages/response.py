@@ -18,7 +18,7 @@ from izzi_proxy import sse
 from izzi_proxy.bodies import check_encodable
 from izzi_proxy.dialects.anthropic_messages.request import tool_input
 from izzi_proxy.dialects.tool_ids import anthropic_id
-from izzi_proxy.errors import InvalidRequest, UpstreamConnectionError, UpstreamError
+from izzi_proxy.errors import GatewayError, InvalidRequest, UpstreamConnectionError, UpstreamError
 from izzi_proxy.masking import mask_secrets
 
 STOP_REASONS = frozenset(
@@ -246,14 +246,28 @@ def _frame(kind: str, data: dict[str, Any]) -> bytes:
     return sse.encode(orjson.dumps({"type": kind, **data}), event=kind)
 
 
+def error_body(error: GatewayError) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": error.type, "message": error.message}}
+
+
+def stream_error(error: GatewayError) -> bytes:
+    """An error after the first byte: an ``event: error`` frame (the SDK's ``APIStatusError``)."""
+    return sse.encode(orjson.dumps(error_body(error)), event="error")
+
+
 class StreamRenderer:
     """Writes canonical events as an Anthropic stream for the client."""
+
+    final = None  # a Messages stream has no final answer object
 
     def __init__(self, model: str) -> None:
         self.model = model
         self._blocks: dict[int, int] = {}  # canonical index -> Anthropic index (shown blocks)
         self._finish = c.Finish("end_turn")
         self._usage = c.Usage()
+
+    def error_frame(self, error: GatewayError) -> bytes:
+        return stream_error(error)
 
     def render(self, event: c.StreamEvent) -> bytes:
         if isinstance(event, c.Delta):

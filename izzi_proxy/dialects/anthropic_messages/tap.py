@@ -7,7 +7,8 @@ from __future__ import annotations
 import msgspec
 
 from izzi_proxy.dialects import WatchingTap
-from izzi_proxy.dialects.anthropic_messages.response import WireUsage, merge_usage
+from izzi_proxy.dialects.anthropic_messages.response import WireUsage, merge_usage, stream_error
+from izzi_proxy.errors import GatewayError
 
 
 class _Message(msgspec.Struct):
@@ -23,6 +24,9 @@ class _Event(msgspec.Struct):
 class AnthropicTap(WatchingTap):
     NOTABLE = (b"message_start", b"message_delta", b"message_stop", b"error")
     __slots__ = ()
+
+    def error_frame(self, error: GatewayError) -> bytes:
+        return stream_error(error)
 
     def inspect(self, data: bytes) -> None:
         try:

@@ -1,4 +1,4 @@
-"""OpenAI Chat Completions: ``POST /v1/chat/completions``, for clients and upstreams.
+"""OpenAI Chat Completions: ``POST /v1/chat/completions``; the client dialect and the wire format.
 
 ``request`` validates bodies and translates them, ``response`` translates answers and
 streams, ``tap`` reads passthrough streams. Errors are OpenAI's envelope
@@ -12,10 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
-import orjson
 
 from izzi_proxy import canonical as c
-from izzi_proxy import sse
 from izzi_proxy.dialects import ParsedRequest
 from izzi_proxy.dialects.openai_chat import request, response
 from izzi_proxy.dialects.openai_chat.tap import OpenAIChatTap, UsageCarrier
@@ -43,10 +41,10 @@ class OpenAIChat:
         return response.StreamRenderer(parsed.model, self._client_wants_usage(parsed))
 
     def error_body(self, error: GatewayError) -> dict[str, Any]:
-        return {"error": {"type": error.type, "message": error.message, "param": error.param, "code": error.code}}
+        return response.error_body(error)
 
     def stream_error(self, error: GatewayError) -> bytes:
-        return sse.encode(orjson.dumps(self.error_body(error)))
+        return response.stream_error(error)
 
     # -- passthrough
 
@@ -70,7 +68,14 @@ class OpenAIChat:
         except msgspec.MsgspecError:
             return None
 
-    # -- the upstream side
+
+OPENAI_CHAT = OpenAIChat()
+
+
+class OpenAIChatWire:
+    """The wire format of OpenAI-compatible upstreams."""
+
+    name = "openai_chat"
 
     def from_canonical(self, req: c.Request, target: c.Target) -> dict[str, Any]:
         return request.from_canonical(req, target)
@@ -82,4 +87,4 @@ class OpenAIChat:
         return response.StreamParser(upstream)
 
 
-OPENAI_CHAT = OpenAIChat()
+OPENAI_CHAT_WIRE = OpenAIChatWire()

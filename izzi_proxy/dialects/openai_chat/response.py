@@ -16,7 +16,7 @@ import orjson
 from izzi_proxy import canonical as c
 from izzi_proxy import sse
 from izzi_proxy.dialects.tool_ids import openai_id
-from izzi_proxy.errors import UpstreamConnectionError, UpstreamError
+from izzi_proxy.errors import GatewayError, UpstreamConnectionError, UpstreamError
 from izzi_proxy.masking import mask_secrets
 
 FINISH_TO_STOP: dict[str, c.StopReason] = {
@@ -274,8 +274,19 @@ class StreamParser:
 # -- streams: canonical events -> chunks --------------------------------------------------------
 
 
+def error_body(error: GatewayError) -> dict[str, Any]:
+    return {"error": {"type": error.type, "message": error.message, "param": error.param, "code": error.code}}
+
+
+def stream_error(error: GatewayError) -> bytes:
+    """An error after the first byte: a ``data: {"error": …}`` event (the SDK's ``APIError``)."""
+    return sse.encode(orjson.dumps(error_body(error)))
+
+
 class StreamRenderer:
     """Writes canonical events as an OpenAI chat stream for the client."""
+
+    final = None  # a chat stream has no final answer object
 
     def __init__(self, model: str, include_usage: bool) -> None:
         self.model = model
@@ -285,6 +296,9 @@ class StreamRenderer:
         self._tools: dict[int, int] = {}  # block index -> OpenAI tool index
         self._finish: str | None = None
         self._usage: c.Usage | None = None
+
+    def error_frame(self, error: GatewayError) -> bytes:
+        return stream_error(error)
 
     def _chunk(self, delta: dict[str, Any] | None, finish: str | None = None, usage: Any = None) -> bytes:
         """One chunk; ``delta`` None makes the usage chunk (no choices)."""

@@ -15,7 +15,8 @@ import orjson
 from izzi_proxy import sse
 from izzi_proxy.canonical import Usage
 from izzi_proxy.dialects.echo import ModelEcho
-from izzi_proxy.dialects.openai_chat.response import WireUsage, usage_from_wire
+from izzi_proxy.dialects.openai_chat.response import WireUsage, stream_error, usage_from_wire
+from izzi_proxy.errors import GatewayError
 
 
 class UsageCarrier(msgspec.Struct):
@@ -44,6 +45,7 @@ class OpenAIChatTap:
     """Usage, end and error of an OpenAI chat stream, read from its lines as they pass."""
 
     __slots__ = ("_dropped", "_echo", "_hide", "_lines", "done", "error", "usage", "usage_final")
+    final = None  # a chat stream has no final answer object
 
     def __init__(self, model: str, hide_usage: bool) -> None:
         self._echo = ModelEcho(model)
@@ -57,6 +59,9 @@ class OpenAIChatTap:
 
     def feed(self, chunk: bytes) -> bytes:
         return self._pass(self._echo.feed(chunk))
+
+    def error_frame(self, error: GatewayError) -> bytes:
+        return stream_error(error)
 
     def _pass(self, chunk: bytes) -> bytes:
         """Whole lines (or the stream's unterminated last line), as they go on."""

@@ -1,9 +1,10 @@
 """OpenAI Responses: ``POST /v1/responses`` (and ``GET`` / ``DELETE /v1/responses/{id}``).
 
-A client dialect for every model, and a passthrough wire format for upstreams that speak
-it (an openai upstream with ``responses = true``). It is not a translation target: the
-canonical form goes to OpenAI chat or Anthropic Messages. Errors are OpenAI's envelope;
-after the first byte, an ``error`` event with the stream's next ``sequence_number``.
+A client dialect for every model, and the wire format of upstreams that speak it (an
+openai upstream with ``responses = true``): Responses clients pass through, and other
+clients are translated into it for routes that say ``wire = "responses"`` (the models
+OpenAI serves only there, such as the codex family). Errors are OpenAI's envelope; after
+the first byte, an ``error`` event with the stream's next ``sequence_number``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
-import orjson
 
 from izzi_proxy import canonical as c
 from izzi_proxy.dialects import ParsedRequest
-from izzi_proxy.dialects.openai_responses import request, response
+from izzi_proxy.dialects.openai_responses import request, response, wire
 from izzi_proxy.dialects.openai_responses.tap import ResponsesTap
 from izzi_proxy.errors import GatewayError
 
@@ -71,13 +71,23 @@ class OpenAIResponses:
         except msgspec.MsgspecError:
             return None
 
-    @staticmethod
-    def final_of_body(body: bytes) -> dict[str, Any] | None:
-        try:
-            final = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None
-        return final if isinstance(final, dict) else None
-
 
 OPENAI_RESPONSES = OpenAIResponses()
+
+
+class OpenAIResponsesWire:
+    """The wire format of upstreams that serve ``POST /responses`` (``wire.py``)."""
+
+    name = "openai_responses"
+
+    def from_canonical(self, req: c.Request, target: c.Target) -> dict[str, Any]:
+        return wire.from_canonical(req, target)
+
+    def parse_response(self, body: bytes, upstream: str) -> c.Response:
+        return wire.parse_response(body, upstream)
+
+    def stream_parser(self, upstream: str) -> wire.StreamParser:
+        return wire.StreamParser(upstream)
+
+
+OPENAI_RESPONSES_WIRE = OpenAIResponsesWire()

@@ -206,7 +206,7 @@ class StreamRenderer:
         self.sequence += 1
         return frame
 
-    def error(self, error: GatewayError) -> bytes:
+    def error_frame(self, error: GatewayError) -> bytes:
         """The stream's end after a failure: ``error`` and ``response.failed``."""
         out = failure_events(error, self.sequence, self.b.response("failed", self.output, self._usage))
         self.sequence += 2

@@ -36,10 +36,9 @@ class AnthropicProvider:
         self.name = upstream.name
         self._http = HTTPUpstream(upstream, session)
         self._base = (upstream.base_url or "").rstrip("/").removesuffix("/v1")
-        key = upstream.api_key.value if upstream.api_key is not None else None
+        keys = upstream.key_values()
+        key = keys[0] if keys else None
         self._headers = {"Content-Type": "application/json", **upstream.extra_headers}
-        if key:
-            self._headers["x-api-key"] = key
         self._sdk = anthropic.AsyncAnthropic(
             api_key=key or "none",
             base_url=self._base,
@@ -54,8 +53,8 @@ class AnthropicProvider:
             raise ConfigError(upstream.source, "base_url", "an anthropic upstream needs a base_url")
         if upstream.options:
             raise ConfigError(upstream.source, next(iter(upstream.options)), "unknown key for an anthropic upstream")
-        if upstream.api_key is not None and not upstream.api_key.value:
-            raise UpstreamUnavailable(f"set {upstream.api_key.env} to use it")
+        if missing := upstream.missing_keys():
+            raise UpstreamUnavailable(missing)
         return cls(upstream, session)
 
     async def aclose(self) -> None:
@@ -70,6 +69,8 @@ class AnthropicProvider:
 
     async def send(self, call: UpstreamCall) -> UpstreamReply:
         headers = {**self._call_headers(call.headers), "X-Request-Id": call.request_id}
+        if call.api_key:
+            headers["x-api-key"] = call.api_key
         return await self._http.post(self._base + "/v1/messages", call.body, headers, call.stream)
 
     async def count_tokens(self, body: dict[str, Any], headers: Mapping[str, str]) -> int:

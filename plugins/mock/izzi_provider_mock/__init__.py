@@ -1,6 +1,7 @@
 """A deterministic upstream inside the gateway process: no socket, no account.
 
-It plays ``izzi_proxy.testing.ChatScript``: the answer echoes the last user message,
+It plays ``izzi_proxy.testing.ChatScript`` (``ResponseScript`` for routes that speak the
+Responses API, ``wire = "responses"``): the answer echoes the last user message,
 tools are called when the model name says ``tools``, errors and cut streams are picked by
 the model name (see that module's table). Usage is realistic (about 4 characters per
 token). Options in the upstream's table::
@@ -24,7 +25,7 @@ from aiohttp import ClientSession
 from izzi_proxy.config import ConfigError, UpstreamConfig
 from izzi_proxy.errors import upstream_error
 from izzi_proxy.providers import UpstreamCall, UpstreamReply
-from izzi_proxy.testing import ChatScript
+from izzi_proxy.testing import ChatScript, ResponseScript
 
 __all__ = ["MockProvider"]
 
@@ -39,7 +40,7 @@ _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8"}
 
 class MockProvider:
     kind: ClassVar[str] = "mock"
-    wire_formats: ClassVar[frozenset[str]] = frozenset({"openai_chat"})
+    wire_formats: ClassVar[frozenset[str]] = frozenset({"openai_chat", "openai_responses"})
 
     def __init__(self, name: str, chunks: int, chunk_delay_s: float, first_byte_delay_s: float) -> None:
         self.name = name
@@ -68,7 +69,10 @@ class MockProvider:
         pass
 
     async def send(self, call: UpstreamCall) -> UpstreamReply:
-        script = ChatScript(call.body, chunks=self.chunks)
+        responses = call.wire_format == "openai_responses"
+        script = (
+            ResponseScript(call.body, chunks=self.chunks) if responses else ChatScript(call.body, chunks=self.chunks)
+        )
         if self.first_byte_delay_s:
             await asyncio.sleep(self.first_byte_delay_s)
         if script.error_status:
@@ -76,7 +80,8 @@ class MockProvider:
                 self.name, script.error_status, script.error_body(script.error_status)["error"]["message"]
             )
         if not call.stream:
-            return UpstreamReply(200, _HEADERS, orjson.dumps(script.completion()))
+            answer = script.response() if isinstance(script, ResponseScript) else script.completion()
+            return UpstreamReply(200, _HEADERS, orjson.dumps(answer))
         frames = script.frames()
         head = next(frames)
         return UpstreamReply(200, _SSE_HEADERS, head, self._rest(frames))

@@ -23,7 +23,9 @@ _PATHS = {"openai_chat": "/chat/completions", "openai_responses": "/responses"}
 
 class OpenAIProvider:
     """Options: ``responses = true`` where the upstream serves the Responses API too
-    (OpenAI does): Responses clients then pass through instead of being translated."""
+    (OpenAI does): Responses clients then pass through instead of being translated, and
+    routes may say ``wire = "responses"`` (models served only there). The key of each call
+    is the router's pick from the upstream's pool (``api_key`` / ``api_keys``)."""
 
     kind: ClassVar[str] = "openai"
 
@@ -34,8 +36,6 @@ class OpenAIProvider:
         self._http = HTTPUpstream(upstream, session)
         self._base = (upstream.base_url or "").rstrip("/")
         self._headers = {"Content-Type": "application/json", **upstream.extra_headers}
-        if upstream.api_key is not None and upstream.api_key.value:
-            self._headers["Authorization"] = f"Bearer {upstream.api_key.value}"
 
     @classmethod
     def from_config(cls, upstream: UpstreamConfig, session: ClientSession) -> Self:
@@ -46,8 +46,8 @@ class OpenAIProvider:
                 raise ConfigError(upstream.source, key, "unknown key for an openai upstream (options: responses)")
             if not isinstance(value, bool):
                 raise ConfigError(upstream.source, key, f"must be true or false, got {value!r}")
-        if upstream.api_key is not None and not upstream.api_key.value:
-            raise UpstreamUnavailable(f"set {upstream.api_key.env} to use it")
+        if missing := upstream.missing_keys():
+            raise UpstreamUnavailable(missing)
         return cls(upstream, session)
 
     async def aclose(self) -> None:
@@ -55,4 +55,6 @@ class OpenAIProvider:
 
     async def send(self, call: UpstreamCall) -> UpstreamReply:
         headers = {**self._headers, **call.headers, "X-Request-Id": call.request_id}
+        if call.api_key:
+            headers["Authorization"] = f"Bearer {call.api_key}"
         return await self._http.post(self._base + _PATHS[call.wire_format], call.body, headers, call.stream)

@@ -21,7 +21,7 @@ KEY = "sk-fake"
 
 def upstream(base_url: str, **overrides) -> UpstreamConfig:
     values = dict(
-        name="up", kind="openai", base_url=base_url, api_key=Secret("K", KEY),
+        name="up", kind="openai", base_url=base_url, api_keys=(Secret("K", KEY),),
         first_byte_timeout_s=1.0, idle_timeout_s=0.5, extra_headers=MappingProxyType({"X-Title": "Izzi"}),
     )  # fmt: skip
     values.update(overrides)
@@ -32,7 +32,7 @@ def call(model: str, stream: bool = False) -> UpstreamCall:
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
     if stream:
         body["stream_options"] = {"include_usage": True}
-    return UpstreamCall("openai_chat", body, stream, "req_test")
+    return UpstreamCall("openai_chat", body, stream, "req_test", api_key=KEY)
 
 
 @pytest.fixture
@@ -142,6 +142,6 @@ async def test_config_validation() -> None:
         with pytest.raises(ConfigError, match="unknown key"):
             OpenAIProvider.from_config(upstream("http://x/v1", options=MappingProxyType({"chunks": 1})), session)
         with pytest.raises(UpstreamUnavailable, match="set K to use it"):
-            OpenAIProvider.from_config(upstream("http://x/v1", api_key=Secret("K", None)), session)
-        keyless = OpenAIProvider.from_config(upstream("http://x/v1", api_key=None), session)
+            OpenAIProvider.from_config(upstream("http://x/v1", api_keys=(Secret("K", None),)), session)
+        keyless = OpenAIProvider.from_config(upstream("http://x/v1", api_keys=()), session)
         assert "Authorization" not in keyless._headers  # e.g. a local vLLM or Ollama

@@ -6,8 +6,8 @@ import orjson
 import pytest
 
 from izzi_proxy import canonical as c
-from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
-from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
+from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES, ANTHROPIC_MESSAGES_WIRE
+from izzi_proxy.dialects.openai_chat import OPENAI_CHAT, OPENAI_CHAT_WIRE
 from izzi_proxy.errors import (
     AuthenticationFailed,
     InvalidRequest,
@@ -59,7 +59,7 @@ def parsed(dialect, model: str = "m"):
 
 @pytest.mark.parametrize(("stop_reason", "finish"), ANTHROPIC_TO_OPENAI)
 def test_anthropic_stop_reason_to_openai_finish(stop_reason: str, finish: str) -> None:
-    resp = ANTHROPIC_MESSAGES.parse_response(anthropic_message(stop_reason), "up")
+    resp = ANTHROPIC_MESSAGES_WIRE.parse_response(anthropic_message(stop_reason), "up")
     assert resp.stop_reason == stop_reason
     rendered = orjson.loads(OPENAI_CHAT.render_response(resp, parsed(OPENAI_CHAT)))
     assert rendered["choices"][0]["finish_reason"] == finish
@@ -67,7 +67,7 @@ def test_anthropic_stop_reason_to_openai_finish(stop_reason: str, finish: str) -
 
 @pytest.mark.parametrize(("finish", "stop_reason"), OPENAI_TO_ANTHROPIC)
 def test_openai_finish_to_anthropic_stop_reason(finish: str, stop_reason: str) -> None:
-    resp = OPENAI_CHAT.parse_response(openai_completion(finish), "up")
+    resp = OPENAI_CHAT_WIRE.parse_response(openai_completion(finish), "up")
     rendered = orjson.loads(ANTHROPIC_MESSAGES.render_response(resp, parsed(ANTHROPIC_MESSAGES)))
     assert rendered["stop_reason"] == stop_reason
 
@@ -79,7 +79,7 @@ def test_usage_anthropic_to_openai() -> None:
         "cache_creation_input_tokens": 30,
         "cache_read_input_tokens": 40,
     }
-    resp = ANTHROPIC_MESSAGES.parse_response(anthropic_message("end_turn", usage), "up")
+    resp = ANTHROPIC_MESSAGES_WIRE.parse_response(anthropic_message("end_turn", usage), "up")
     assert resp.usage == c.Usage(input_tokens=10, output_tokens=20, cache_read_tokens=40, cache_write_tokens=30)
     rendered = orjson.loads(OPENAI_CHAT.render_response(resp, parsed(OPENAI_CHAT)))["usage"]
     assert (rendered["prompt_tokens"], rendered["completion_tokens"], rendered["total_tokens"]) == (
@@ -93,7 +93,7 @@ def test_usage_anthropic_to_openai() -> None:
 def test_usage_openai_to_anthropic() -> None:
     usage = {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150,
              "prompt_tokens_details": {"cached_tokens": 60}, "completion_tokens_details": {"reasoning_tokens": 20}}  # fmt: skip
-    resp = OPENAI_CHAT.parse_response(openai_completion("stop", usage), "up")
+    resp = OPENAI_CHAT_WIRE.parse_response(openai_completion("stop", usage), "up")
     assert resp.usage == c.Usage(input_tokens=40, output_tokens=50, cache_read_tokens=60, reasoning_tokens=20)
     rendered = orjson.loads(ANTHROPIC_MESSAGES.render_response(resp, parsed(ANTHROPIC_MESSAGES)))["usage"]
     assert rendered == {"input_tokens": 40, "output_tokens": 50, "cache_creation_input_tokens": 0,
