@@ -14,16 +14,32 @@ model name contains          behaviour
 ``redacted``                 with thinking on, a ``redacted_thinking`` block after ``thinking``
 ``max_tokens``               stop_reason ``max_tokens``
 ``stop_seq``                 stop_reason ``stop_sequence``, the first of ``stop_sequences``
-``error_<status>``           answer that HTTP status with Anthropic's error envelope
+``error_<status>``           answer that HTTP status with Anthropic's error envelope (401:
+                             ``authentication_error`` "invalid x-api-key"; 429:
+                             ``rate_limit_error`` with ``Retry-After: 1``; 529:
+                             ``overloaded_error`` "Overloaded")
+``retry_<s>``                with an error answer: ``Retry-After: <s>`` (on any status)
+``fail_first_<n>``           the first n requests for this exact model name (counted per app)
+                             answer 500 ``api_error``; later ones answer normally
+``reset``                    drop the TCP connection after reading the request, before any
+                             status line
+``first_byte_<ms>``          wait that long before the status and headers (of any answer)
+``preamble_error``           streamed: ``message_start``, ``ping``, then ``event: error``
+                             (``overloaded_error`` "Overloaded"), no content
 ``stream_error_after_<n>``   stream n content deltas, then ``event: error`` (overloaded_error);
                              n=0: the error is the first event, before ``message_start``
 ``cut_after_<n>``            stream n content deltas, then end cleanly without ``message_stop``
 ``abort_after_<n>``          stream n content deltas, then drop the connection
+``stall_after_<n>``          stream n content deltas, then send nothing more, keeping the
+                             connection open until the client goes (noted in ``DISCONNECTS``)
 ``slow_<ms>``                wait that long before the answer / each event
 ``hang``                     never answer
 ``linger``                   stream the whole answer, then keep the connection open without
                              ending it (until the client goes)
 ==========================  ==================================================================
+
+The stream words shape streamed answers only. The scenario words apply to
+``/v1/messages``; ``count_tokens`` always answers.
 
 With ``thinking`` enabled (or adaptive) the answer starts with a ``thinking`` block whose
 ``signature`` is an HMAC of its text under a secret only the fake holds; every ``thinking``
@@ -60,11 +76,13 @@ from aiohttp import web
 
 from izzi_proxy.testing.openai import (
     DISCONNECTS,
+    FAILS,
     RECEIVED,
     Received,
     ScenarioScript,
     _sample,
     estimate_tokens,
+    open_scenario,
     schema_problem,
     scripted_call,
     stream_frames,
@@ -76,6 +94,7 @@ _SECRET = b"izzi-fake-anthropic-thinking-key"
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
                 500: "api_error", 529: "overloaded_error"}  # fmt: skip
+_MESSAGES = {401: "invalid x-api-key", 529: "Overloaded"}  # what Anthropic says with these
 _CACHE_CREATION, _CACHE_READ = 11, 22  # tokens reported per cache_control breakpoint
 
 
@@ -237,17 +256,14 @@ class MessageScript(ScenarioScript):
     @staticmethod
     def error_body(status: int, message: str | None = None, kind: str | None = None) -> dict[str, Any]:
         error = {"type": kind or _ERROR_TYPES.get(status, "api_error"),
-                 "message": message or f"Mock upstream error {status}"}  # fmt: skip
+                 "message": message or _MESSAGES.get(status, f"Mock upstream error {status}")}  # fmt: skip
         return {"type": "error", "error": error, "request_id": "req_" + secrets.token_hex(12)}
 
     # -- streamed answer ----------------------------------------------------------------
 
     def frames(self) -> Iterator[bytes]:
         """The SSE frames of the streamed answer, in order; ends with ``message_stop``."""
-        stop_after = next(
-            (self.params[k] for k in ("stream_error_after", "cut_after", "abort_after") if k in self.params),
-            None,
-        )
+        stop_after = self.stop_after
         error = _event("error", {"error": {"type": "overloaded_error", "message": "Mock upstream error 529"}})
         if stop_after == 0 and "stream_error_after" in self.params:
             yield error
@@ -256,6 +272,9 @@ class MessageScript(ScenarioScript):
         start = {**self.message(), "content": [], "stop_reason": None, "stop_sequence": None}
         yield _event("message_start", {"message": {**start, "usage": {**usage, "output_tokens": 1}}})
         yield _event("ping", {})
+        if self.preamble_error:
+            yield _event("error", {"error": {"type": "overloaded_error", "message": "Overloaded"}})
+            return
         sent = 0
         for index, block in enumerate(self.content):
             yield _event("content_block_start", {"index": index, "content_block": _opening(block)})
@@ -477,6 +496,7 @@ def fake_anthropic_app(api_key: str | None = "sk-ant-test", chunks: int = 4) -> 
     app = web.Application()
     app[RECEIVED] = []
     app[DISCONNECTS] = asyncio.Queue()
+    app[FAILS] = {}
 
     def error(status: int, message: str | None = None, kind: str | None = None) -> web.Response:
         body = MessageScript.error_body(status, message, kind)
@@ -506,10 +526,8 @@ def fake_anthropic_app(api_key: str | None = "sk-ant-test", chunks: int = 4) -> 
         if isinstance(body, web.Response):
             return body
         script = MessageScript(body, chunks=chunks)
-        if script.hang:
-            await asyncio.Event().wait()
-        if script.error_status:
-            return error(script.error_status)
+        if (instead := await open_scenario(app, request, script, error)) is not None:
+            return instead
         headers = {"request-id": "req_" + secrets.token_hex(12)}
         if not body.get("stream"):
             await asyncio.sleep(script.delay_s)

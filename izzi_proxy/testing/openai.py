@@ -73,6 +73,15 @@ _PARAM = re.compile(
 _STOPS = ("stream_error_after", "cut_after", "abort_after", "stall_after")  # stop a stream after n pieces
 
 
+def openai_error_body(status: int, message: str = "", param: str | None = None, code: str | None = None) -> Any:
+    """OpenAI's error envelope: 4xx are ``invalid_request_error`` (429: ``requests``, code
+    ``rate_limit_exceeded``; 401: code ``invalid_api_key``), 5xx ``server_error``."""
+    kind = "requests" if status == 429 else "invalid_request_error" if status < 500 else "server_error"
+    code = code or {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(status)
+    message = message or f"Mock upstream error {status}"
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
 def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) if text else 0
 
@@ -297,16 +306,9 @@ class ChatScript(ScenarioScript):
     def n(self) -> int:
         return int(self.body.get("n") or 1)
 
-    def error_body(self, status: int) -> dict[str, Any]:
-        kind = {400: "invalid_request_error", 401: "invalid_api_key", 429: "rate_limit_exceeded"}
-        return {
-            "error": {
-                "message": f"Mock upstream error {status}",
-                "type": kind.get(status, "server_error"),
-                "param": None,
-                "code": kind.get(status),
-            }
-        }
+    @staticmethod
+    def error_body(status: int, message: str = "", param: str | None = None, code: str | None = None) -> Any:
+        return openai_error_body(status, message, param, code)
 
     # -- plain answer -------------------------------------------------------------------
 
@@ -366,18 +368,19 @@ class ChatScript(ScenarioScript):
 
     def frames(self) -> Iterator[bytes]:
         """The SSE frames of the streamed answer, in order; ends with ``[DONE]``."""
-        stop_after = next(
-            (self.params[k] for k in ("stream_error_after", "cut_after", "abort_after") if k in self.params),
-            None,
-        )
+        stop_after = self.stop_after
+        failure = b"data: " + orjson.dumps(self.error_body(500)) + b"\n\n"  # how OpenAI fails a stream
         if stop_after == 0 and "stream_error_after" in self.params:
-            yield b"data: " + orjson.dumps(self.error_body(500)) + b"\n\n"  # failed at the start
+            yield failure  # failed at the start
             return
 
         def delta(i: int, d: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {"index": i, "delta": d, "logprobs": None, "finish_reason": finish}
 
         yield self._chunk([delta(i, {"role": "assistant", "content": "", "refusal": None}) for i in range(self.n)])
+        if self.preamble_error:
+            yield failure
+            return
         calls = self._tool_calls()
         pieces: list[list[dict[str, Any]]] = []
         if self.reasoning:
@@ -406,7 +409,7 @@ class ChatScript(ScenarioScript):
         for sent, row in enumerate(pieces):
             if sent == stop_after:
                 if "stream_error_after" in self.params:
-                    yield b"data: " + orjson.dumps(self.error_body(500)) + b"\n\n"
+                    yield failure
                 return
             yield self._chunk(row)
         finish = "tool_calls" if calls else self.finish_stop
@@ -441,6 +444,26 @@ def _shown(request: web.Request) -> str:
     """The presented key the way OpenAI quotes it in its 401: a few characters each end."""
     key = request.headers.get("Authorization", "").removeprefix("Bearer ")
     return f"{key[:6]}{'*' * 28}{key[-4:]}" if len(key) > 10 else key
+
+
+def unauthorized(request: web.Request) -> web.Response:
+    """OpenAI's 401 for the key ``request`` presented (for a wrong key, and ``error_401``)."""
+    message = (f"Incorrect API key provided: {_shown(request)}. You can find your API key at "
+               "https://platform.openai.com/account/api-keys.")  # fmt: skip
+    return web.json_response(openai_error_body(401, message), status=401)
+
+
+def openai_error(request: web.Request, status: int) -> web.Response:
+    """The answer OpenAI gives with ``status`` (for ``open_scenario``)."""
+    return unauthorized(request) if status == 401 else web.json_response(openai_error_body(status), status=status)
+
+
+RESPONSES_ONLY = "This model is only supported in v1/responses and not in v1/chat/completions."
+
+
+def responses_only(model: str) -> bool:
+    """Whether OpenAI serves ``model`` on its Responses API only (the codex and -pro models)."""
+    return "codex" in model or model.endswith("-pro")
 
 
 RECEIVED: web.AppKey[list[Received]] = web.AppKey("fake.received")
@@ -503,26 +526,21 @@ def fake_openai_app(api_key: str | None = "sk-upstream-test", chunks: int = 4) -
     app = web.Application()
     app[RECEIVED] = []
     app[DISCONNECTS] = asyncio.Queue()
+    app[FAILS] = {}
     app[_API_KEY] = api_key
 
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json(loads=orjson.loads)
         app[RECEIVED].append(Received.of(request, body))
         if api_key and request.headers.get("Authorization") != f"Bearer {api_key}":
-            return web.json_response(
-                {"error": {"message": f"Incorrect API key provided: {_shown(request)}. You can find your API key "
-                           "at https://platform.openai.com/account/api-keys.", "type": "invalid_request_error",
-                           "param": None, "code": "invalid_api_key"}},
-                status=401,
-            )  # fmt: skip
+            return unauthorized(request)
         if (problem := invalid_request(body)) is not None:
-            error = {"message": problem, "type": "invalid_request_error", "param": None, "code": None}
-            return web.json_response({"error": error}, status=400)
+            return web.json_response(openai_error_body(400, problem), status=400)
+        if responses_only(body["model"]):
+            return web.json_response(openai_error_body(400, RESPONSES_ONLY, "model"), status=400)
         script = ChatScript(body, chunks=chunks)
-        if script.hang:
-            await asyncio.Event().wait()
-        if script.error_status:
-            return web.json_response(script.error_body(script.error_status), status=script.error_status)
+        if (instead := await open_scenario(app, request, script, functools.partial(openai_error, request))) is not None:
+            return instead
         if not body.get("stream"):
             await asyncio.sleep(script.delay_s)
             return web.Response(body=orjson.dumps(script.completion()), content_type="application/json")

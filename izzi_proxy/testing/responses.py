@@ -14,21 +14,36 @@ model name contains          behaviour
                              if ``reasoning.summary`` is set, encrypted if ``include`` asks
 ``search``                   with a ``web_search*`` tool offered: a ``web_search_call`` first
 ``length``                   status ``incomplete`` (``max_output_tokens``)
-``error_<status>``           answer that HTTP status with OpenAI's error envelope
+``error_<status>``           answer that HTTP status with OpenAI's error envelope (401: the body
+                             a wrong key gets, code ``invalid_api_key``; 429: type
+                             ``requests``, code ``rate_limit_exceeded``, ``Retry-After: 1``)
+``retry_<s>``                with an error answer: ``Retry-After: <s>`` (on any status)
+``fail_first_<n>``           the first n requests for this exact model name (counted per app,
+                             chat and Responses together) answer 500; later ones answer normally
+``reset``                    drop the TCP connection after reading the request, before any
+                             status line
+``first_byte_<ms>``          wait that long before the status and headers (of any answer)
+``preamble_error``           streamed: ``response.created``, ``response.in_progress``, then
+                             ``error`` and ``response.failed``, no output item
 ``stream_error_after_<n>``   stream n deltas, then ``error`` and ``response.failed``;
                              n=0: ``error`` is the first event
 ``cut_after_<n>``            stream n deltas, then end cleanly without ``response.completed``
 ``abort_after_<n>``          stream n deltas, then drop the connection
+``stall_after_<n>``          stream n deltas, then send nothing more, keeping the connection
+                             open until the client goes (noted in ``DISCONNECTS``)
 ``slow_<ms>``                wait that long before the answer / each event
 ``hang``                     never answer
 ``linger``                   stream the whole answer, then keep the connection open without
                              ending it (until the client goes)
 ==========================  ==================================================================
 
-"Deltas" are all ``*.delta`` events. The server checks bodies against the ``openai`` SDK's
-request types, keeps ``store``d responses for ``previous_response_id``, ``GET`` and ``DELETE``,
-and, as OpenAI does, requires every ``function_call_output`` to answer an earlier call and
-rejects reasoning ``encrypted_content`` it did not produce (an HMAC of the item id).
+"Deltas" are all ``*.delta`` events; the stream words shape streamed answers only. Unlike
+the chat endpoint, this one serves the ``codex`` and ``-pro`` models like any other.
+
+The server checks bodies against the ``openai`` SDK's request types, keeps ``store``d
+responses for ``previous_response_id``, ``GET`` and ``DELETE``, and, as OpenAI does, requires
+every ``function_call_output`` to answer an earlier call and rejects reasoning
+``encrypted_content`` it did not produce (an HMAC of the item id).
 """
 
 from __future__ import annotations
@@ -51,19 +66,23 @@ from aiohttp import web
 
 from izzi_proxy.testing.anthropic import _explain, _force, _Invalid, _split
 from izzi_proxy.testing.openai import (
+    FAILS,
     RECEIVED,
     Received,
     ScenarioScript,
     _sample,
     estimate_tokens,
+    open_scenario,
+    openai_error,
+    openai_error_body,
     scripted_call,
     stream_frames,
+    unauthorized,
 )
 
 __all__ = ["RESPONSES", "KeptResponse", "ResponseScript", "responses_handlers", "sign_reasoning"]
 
 _SECRET = b"izzi-fake-openai-reasoning-key"
-_STOPS = ("stream_error_after", "cut_after", "abort_after")
 _FAILURE = "Mock upstream error 500"
 
 
@@ -216,10 +235,7 @@ class ResponseScript(ScenarioScript):
     @staticmethod
     def error_body(status: int, message: str = "", param: str | None = None, code: str | None = None) -> Any:
         """OpenAI's error envelope (4xx are ``invalid_request_error`` but 429)."""
-        kind = "requests" if status == 429 else "invalid_request_error" if status < 500 else "server_error"
-        code = code or {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(status)
-        message = message or f"Mock upstream error {status}"
-        return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+        return openai_error_body(status, message, param, code)
 
     # -- streamed answer ----------------------------------------------------------------
 
@@ -231,7 +247,7 @@ class ResponseScript(ScenarioScript):
             yield b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
     def events(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        stop_after = next((self.params[k] for k in _STOPS if k in self.params), None)
+        stop_after = self.stop_after
         failing = "stream_error_after" in self.params
         # OpenAI documents flat code/message/param; it has been seen sending them nested under
         # "error" too, which is what makes the openai SDK raise. Both, so either reader copes.
@@ -242,6 +258,10 @@ class ResponseScript(ScenarioScript):
             return
         yield "response.created", {"response": self.response("in_progress")}
         yield "response.in_progress", {"response": self.response("in_progress")}
+        if self.preamble_error:
+            yield "error", error
+            yield "response.failed", {"response": self.response("failed")}
+            return
         sent = 0
         for index, item in enumerate(self.output):
             yield "response.output_item.added", {"output_index": index, "item": _opening(item)}
@@ -441,6 +461,7 @@ def responses_handlers(app: web.Application, api_key: str | None, chunks: int = 
     """Handlers for ``POST /v1/responses`` and ``GET``/``DELETE /v1/responses/{id}`` on ``app``
     (which holds ``RECEIVED``), keeping stored responses under ``app[RESPONSES]``."""
     app[RESPONSES] = {}
+    app.setdefault(FAILS, {})  # fail_first_<n> counts (shared with the chat endpoint's)
 
     def error(status: int, message: str, param: str | None = None, code: str | None = None) -> web.Response:
         return web.json_response(ResponseScript.error_body(status, message, param, code), status=status)
@@ -448,7 +469,7 @@ def responses_handlers(app: web.Application, api_key: str | None, chunks: int = 
     def admit(request: web.Request, body: Any) -> web.Response | None:
         app[RECEIVED].append(Received.of(request, body))
         if api_key and request.headers.get("Authorization") != f"Bearer {api_key}":
-            return error(401, "Incorrect API key provided", code="invalid_api_key")
+            return unauthorized(request)
         return None
 
     def keep(script: ResponseScript, answer: dict[str, Any] | None) -> None:
@@ -468,10 +489,8 @@ def responses_handlers(app: web.Application, api_key: str | None, chunks: int = 
         except _Rejected as exc:
             return error(400, *exc.args)
         script = ResponseScript(body, history, chunks=chunks)
-        if script.hang:
-            await asyncio.Event().wait()
-        if script.error_status:
-            return web.json_response(script.error_body(script.error_status), status=script.error_status)
+        if (instead := await open_scenario(app, request, script, functools.partial(openai_error, request))) is not None:
+            return instead
         if not body.get("stream"):
             await asyncio.sleep(script.delay_s)
             keep(script, answer := script.response())

@@ -1,0 +1,315 @@
+"""Failover, key pools, breakers and timeouts, seen by the official SDKs in all three dialects.
+
+Two upstreams, ``a`` and ``b``, point at the same fake OpenAI API (and ``claude`` at the fake
+Anthropic API); each model's first route fails in one way, chosen by its model name, and its
+second one answers. Clients must see only the good answer; the usage record must say which
+upstream answered after how many attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import orjson
+import pytest
+from aiohttp import web
+
+from izzi_proxy.config import load_config
+from tests.conftest import Gateway, start_gateway, write_config
+
+OK = "b:upstream-ok"
+FAILING = {
+    "429": "a:x-error_429-retry_7",
+    "500": "a:x-error_500",
+    "529": "claude:error_529",
+    "reset": "a:x-reset",
+    "slow-first-byte": "a:x-first_byte_1500",
+    "preamble-error": "a:x-preamble_error",
+    "claude-preamble-error": "claude:claude-preamble_error",
+    "responses-preamble-error": {"route": "a:x-preamble_error", "wire": "responses"},
+}
+MODELS: dict[str, list[Any]] = {
+    **{f"m-{name}": [route, OK] for name, route in FAILING.items()},
+    "m-after-content": ["a:x-stream_error_after_2", OK],
+    "m-stall": ["a:x-stall_after_1", OK],
+    "m-client-fault": ["a:x-error_400", OK],
+    "m-all-fail": ["a:x-error_500", "b:x-error_503"],
+    "m-flaky": ["a:x-fail_first_2", OK],
+    "codex": [{"route": "a:gpt-5.1-codex-tools", "wire": "responses"}],
+    "codex-on-chat": ["a:gpt-5.1-codex"],
+}
+UPSTREAMS = "".join(
+    f"""
+[upstreams.{name}]
+kind = "openai"
+base_url = "{{url}}"
+api_key = "env:IZZI_TEST_UPSTREAM_KEY"
+first_byte_timeout_s = 1
+idle_timeout_s = 1
+responses = true
+"""
+    for name in ("a", "b")
+)
+DIALECTS = ("chat", "messages", "responses")
+
+
+async def start(aiohttp_server, upstream, anthropic_upstream, tmp_path: Path, routing: str = "") -> Gateway:
+    url = str(upstream.make_url("/v1"))
+    path = write_config(
+        tmp_path,
+        url,
+        anthropic_url=str(anthropic_upstream.make_url("")),
+        models=MODELS,
+        extra_upstreams=UPSTREAMS.replace("{url}", url),
+        extra=routing,
+    )
+    gateway = await start_gateway(aiohttp_server, load_config(path), upstream)
+    gateway.anthropic_upstream = anthropic_upstream
+    return gateway
+
+
+@pytest.fixture
+async def gw(aiohttp_server, upstream, anthropic_upstream, tmp_path: Path, upstream_env: None) -> Gateway:
+    return await start(aiohttp_server, upstream, anthropic_upstream, tmp_path)
+
+
+async def ask(gateway: Gateway, dialect: str, model: str, stream: bool, text: str = "hi") -> str:
+    """The answer's text, as the client's SDK reads it."""
+    if dialect == "messages":
+        async with gateway.anthropic() as claude:
+            if not stream:
+                message = await claude.messages.create(
+                    model=model, max_tokens=100, messages=[{"role": "user", "content": text}]
+                )
+                return "".join(b.text for b in message.content if b.type == "text")
+            async with claude.messages.stream(
+                model=model, max_tokens=100, messages=[{"role": "user", "content": text}]
+            ) as events:
+                return "".join([chunk async for chunk in events.text_stream])
+    async with gateway.client() as client:
+        if dialect == "chat":
+            if not stream:
+                completion = await client.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": text}]
+                )
+                return completion.choices[0].message.content or ""
+            chunks = await client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": text}], stream=True
+            )
+            return "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
+        if not stream:
+            return (await client.responses.create(model=model, input=text)).output_text
+        out = []
+        async for event in await client.responses.create(model=model, input=text, stream=True):
+            if event.type == "response.output_text.delta":
+                out.append(event.delta)
+        return "".join(out)
+
+
+async def last_record(gateway: Gateway):
+    for _ in range(100):
+        if (records := await gateway.records(limit=1)) and records[0].status is not None:
+            return records[0]
+        await asyncio.sleep(0.02)
+    raise AssertionError("no usage record")
+
+
+@pytest.mark.parametrize(
+    ("failure", "dialect", "stream"),
+    [
+        pytest.param(failure, dialect, stream, id=f"{failure}-{dialect}-{'stream' if stream else 'plain'}")
+        for failure in FAILING
+        for dialect in DIALECTS
+        for stream in (False, True)
+        if stream or "preamble" not in failure  # a preamble is a stream's
+    ],
+)
+async def test_one_failing_upstream_is_invisible(gw: Gateway, failure: str, dialect: str, stream: bool) -> None:
+    assert await ask(gw, dialect, f"m-{failure}", stream) == "Echo: hi"
+    record = await last_record(gw)
+    assert (record.upstream, record.upstream_model, record.attempts) == ("b", "upstream-ok", 2)
+    assert record.outcome == "ok" and record.status == 200
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_no_retry_once_content_reached_the_client(gw: Gateway, dialect: str) -> None:
+    before = len(gw.received)
+    errors = (openai.APIError, anthropic.APIError)
+    with pytest.raises(errors):
+        await ask(gw, dialect, "m-after-content", stream=True)
+    assert [r.body["model"] for r in gw.received[before:]] == ["x-stream_error_after_2"]  # b never asked
+    record = await last_record(gw)
+    assert (record.upstream, record.attempts, record.outcome) == ("a", 1, "error")
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_a_stalled_stream_ends_with_an_error_event(gw: Gateway, dialect: str) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises((openai.APIError, anthropic.APIError)) as caught:
+        await ask(gw, dialect, "m-stall", stream=True)
+    assert loop.time() - started < 5  # the idle timeout (1 s), not a hang
+    assert "sent nothing for 1 s" in str(caught.value)
+    assert (await last_record(gw)).error_type == "connection_error"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_a_client_fault_is_not_retried(gw: Gateway, stream: bool) -> None:
+    before = len(gw.received)
+    with pytest.raises(openai.BadRequestError):
+        await ask(gw, "chat", "m-client-fault", stream)
+    assert len(gw.received) == before + 1
+    assert (await last_record(gw)).attempts == 1
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_all_failing_is_one_clear_502(gw: Gateway, dialect: str) -> None:
+    errors = (openai.InternalServerError, anthropic.InternalServerError)
+    with pytest.raises(errors) as caught:
+        await ask(gw, dialect, "m-all-fail", stream=True)
+    assert caught.value.status_code == 502
+    message = str(caught.value)
+    assert "could not be served" in message and "a: HTTP 500" in message and "b: HTTP 503" in message
+    assert (await last_record(gw)).attempts == 2
+
+
+async def test_the_attempt_budget_bounds_the_calls(
+    aiohttp_server, upstream, anthropic_upstream, tmp_path: Path, upstream_env: None
+) -> None:
+    gateway = await start(aiohttp_server, upstream, anthropic_upstream, tmp_path, "[routing]\nmax_attempts = 1\n")
+    with pytest.raises(openai.InternalServerError):
+        await ask(gateway, "chat", "m-500", stream=False)
+    assert [r.body["model"] for r in gateway.received] == ["x-error_500"]
+
+
+async def test_a_429_rests_the_key_for_its_retry_after(gw: Gateway) -> None:
+    assert await ask(gw, "chat", "m-429", stream=False) == "Echo: hi"
+    assert await ask(gw, "chat", "m-429", stream=False) == "Echo: hi"
+    tried = [r.body["model"] for r in gw.received]
+    assert tried.count("x-error_429-retry_7") == 1  # the second request skipped a: its key rests
+    views = await admin_view(gw)
+    (key,) = views["a"]["keys"]
+    assert key["state"] == "cooling" and 5 < key["cooling_for_s"] <= 7
+    assert views["a"]["breaker"]["state"] == "closed"  # a 429 is not a failure of the upstream
+    assert "sk-upstream-test" not in str(views)
+
+
+ADMIN_TOKEN = "admin-token-for-tests-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def admin_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IZZI_ADMIN_TOKEN", ADMIN_TOKEN)
+
+
+async def admin_view(gateway: Gateway) -> dict[str, Any]:
+    async with gateway.client() as client:
+        response = await client._client.get(  # type: ignore[attr-defined]
+            str(gateway.server.make_url("/admin/upstreams")), headers={"Authorization": "Bearer " + ADMIN_TOKEN}
+        )
+    assert response.status_code == 200, response.text
+    return {v["upstream"]: v for v in response.json()["data"]}
+
+
+async def test_the_breaker_opens_skips_and_recovers(
+    aiohttp_server, upstream, anthropic_upstream, tmp_path: Path, upstream_env: None
+) -> None:
+    routing = "[routing]\nbreaker_failures = 2\nbreaker_open_s = 0.5\n"
+    gateway = await start(aiohttp_server, upstream, anthropic_upstream, tmp_path, routing)
+
+    def calls_to_a() -> int:
+        return sum(1 for r in gateway.received if r.body["model"] == "x-fail_first_2")
+
+    for _ in range(2):
+        assert await ask(gateway, "chat", "m-flaky", stream=True) == "Echo: hi"
+    assert calls_to_a() == 2 and (await admin_view(gateway))["a"]["breaker"]["state"] == "open"
+    assert await ask(gateway, "chat", "m-flaky", stream=False) == "Echo: hi"
+    assert calls_to_a() == 2  # skipped while open: no time spent on it
+    assert (await last_record(gateway)).attempts == 1
+    await asyncio.sleep(0.6)
+    assert await ask(gateway, "chat", "m-flaky", stream=False) == "Echo: hi"  # the probe, which a answers
+    assert calls_to_a() == 3
+    record = await last_record(gateway)
+    assert (record.upstream, record.attempts) == ("a", 1)
+    assert (await admin_view(gateway))["a"]["breaker"] == {"state": "closed", "consecutive_failures": 0,
+                                                          "retry_in_s": 0.0}  # fmt: skip
+
+
+def pool_app(keys_seen: list[str]) -> web.Application:
+    """An OpenAI-like upstream that rate-limits one key and refuses another."""
+
+    async def chat(request: web.Request) -> web.Response:
+        key = request.headers["Authorization"].removeprefix("Bearer ")
+        keys_seen.append(key)
+        if key == "sk-pool-limited-000000":
+            error = {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}
+            return web.json_response({"error": error}, status=429, headers={"Retry-After": "20"})
+        if key == "sk-pool-revoked-000000":
+            error = {
+                "message": "Incorrect API key provided",
+                "type": "invalid_request_error",
+                "code": "invalid_api_key",
+            }
+            return web.json_response({"error": error}, status=401)
+        body = await request.json()
+        answer = {
+            "id": "chatcmpl-pool", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": f"via {key[-8:]}"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        }  # fmt: skip
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    return app
+
+
+async def test_a_key_pool_rotates_rests_and_disables_keys_on_their_own(
+    aiohttp_server, upstream, tmp_path: Path, upstream_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    pool = await aiohttp_server(pool_app(seen))
+    keys = {"POOL_K1": "sk-pool-good-aaaaaaaaa1", "POOL_K2": "sk-pool-limited-000000",
+            "POOL_K3": "sk-pool-revoked-000000", "POOL_K4": "sk-pool-good-aaaaaaaaa4"}  # fmt: skip
+    for name, value in keys.items():
+        monkeypatch.setenv(name, value)
+    path = write_config(
+        tmp_path,
+        str(upstream.make_url("/v1")),
+        models={"pooled": ["pool:gpt-4o"]},
+        extra_upstreams=(
+            f'[upstreams.pool]\nkind = "openai"\nbase_url = "{pool.make_url("/v1")}"\n'
+            f"api_keys = [{', '.join(f'{chr(34)}env:{k}{chr(34)}' for k in keys)}]\n"
+        ),
+    )
+    gateway = await start_gateway(aiohttp_server, load_config(path), upstream)
+    answers = [await ask(gateway, "chat", "pooled", stream=False) for _ in range(5)]
+    # k1; k2 (429: rests) -> k3 (401: disabled) -> k4; then k1, k4, k1: only the good keys
+    assert answers == ["via aaaaaaa1", "via aaaaaaa4", "via aaaaaaa1", "via aaaaaaa4", "via aaaaaaa1"]
+    assert seen.count("sk-pool-limited-000000") == 1 and seen.count("sk-pool-revoked-000000") == 1
+    view = (await admin_view(gateway))["pool"]
+    assert [k["key"] for k in view["keys"]] == ["sk-p…aaa1", "sk-p…0000", "sk-p…0000", "sk-p…aaa4"]
+    assert [k["state"] for k in view["keys"]] == ["ready", "cooling", "disabled", "ready"]
+    assert view["keys"][2]["disabled_because"] == "HTTP 401"
+    assert all(not any(secret in str(k) for secret in keys.values()) for k in view["keys"])
+    assert view["breaker"]["state"] == "closed"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_a_codex_model_is_served_on_the_responses_api(gw: Gateway, dialect: str, stream: bool) -> None:
+    assert await ask(gw, dialect, "codex", stream) == "Echo: hi"
+    sent = gw.received[-1]
+    assert sent.path == "/v1/responses" and sent.body["model"] == "gpt-5.1-codex-tools"
+    assert sent.body.get("store") is (None if dialect == "responses" else False)  # passthrough: as the client sent
+
+
+async def test_a_codex_model_on_the_chat_endpoint_is_refused_as_openai_does(gw: Gateway) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await ask(gw, "chat", "codex-on-chat", stream=False)
+    assert "only supported in v1/responses" in caught.value.message
