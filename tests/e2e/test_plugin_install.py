@@ -13,6 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import anthropic
 import openai
 import pytest
 
@@ -43,6 +44,74 @@ class ShoutProvider:
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }
         return UpstreamReply(200, {}, orjson.dumps(answer))
+
+    async def aclose(self):
+        pass
+'''
+
+WIRE_MODULE = '''
+"""A provider whose upstream speaks a format of its own, which the plugin brings."""
+import orjson
+from izzi_proxy import canonical as c
+from izzi_proxy.providers import UpstreamReply
+
+
+class LinesWire:
+    name = "plain_lines"
+
+    def from_canonical(self, req, target):
+        text = " ".join(p.text for p in req.messages[-1].parts if isinstance(p, c.Text))
+        return {"say": text, "to": target.model}
+
+    def parse_response(self, body, upstream):
+        data = orjson.loads(body)
+        usage = c.Usage(input_tokens=data["in"], output_tokens=data["out"])
+        return c.Response("pl-1", data["to"], [c.Text(data["said"])], "end_turn", usage)
+
+    def stream_parser(self, upstream):
+        return LinesParser()
+
+
+class LinesParser:
+    def __init__(self):
+        self.usage, self.usage_final, self.done, self.started = None, False, False, False
+
+    def feed(self, event):
+        data, out = orjson.loads(event.data), []
+        if not self.started:
+            self.started = True
+            out += [c.Start("pl-1", "lines"), c.BlockStart(0, c.Text(""))]
+        if "word" in data:
+            out.append(c.Delta(0, "text", data["word"]))
+        if data.get("end"):
+            self.usage, self.usage_final, self.done = c.Usage(input_tokens=data["in"], output_tokens=data["out"]), True, True
+            out += [c.BlockStop(0), c.Finish("end_turn"), c.UsageUpdate(self.usage), c.End()]
+        return out
+
+
+class LinesProvider:
+    kind = "lines"
+    wire_formats = frozenset({"plain_lines"})
+    wire_codecs = (LinesWire(),)
+
+    @classmethod
+    def from_config(cls, upstream, session):
+        return cls()
+
+    async def send(self, call):
+        said = call.body["say"][::-1]  # reversed: the test knows who answered
+        if not call.stream:
+            return UpstreamReply(200, {}, orjson.dumps({"said": said, "to": call.body["to"], "in": 3, "out": 2}))
+        words = said.split(" ")
+        frames = [b"data: " + orjson.dumps({"word": w + (" " if i < len(words) - 1 else "")}) + b"\\n\\n"
+                  for i, w in enumerate(words)]
+        frames.append(b"data: " + orjson.dumps({"end": True, "in": 3, "out": 2}) + b"\\n\\n")
+
+        async def rest():
+            for frame in frames[1:]:
+                yield frame
+
+        return UpstreamReply(200, {}, frames[0], rest())
 
     async def aclose(self):
         pass
@@ -89,11 +158,14 @@ def installed_plugins(tmp_path: Path):
     broken = write_package(
         tmp_path / "broken", "izzi-test-broken", "izzi_test_broken", "broken", "Provider", BROKEN_MODULE
     )
-    pip("install", "--no-deps", "--no-build-isolation", "--no-index", str(shout), str(broken))
+    lines = write_package(
+        tmp_path / "lines", "izzi-test-lines", "izzi_test_lines", "lines", "LinesProvider", WIRE_MODULE
+    )
+    pip("install", "--no-deps", "--no-build-isolation", "--no-index", str(shout), str(broken), str(lines))
     try:
         yield
     finally:
-        pip("uninstall", "-y", "izzi-test-shout", "izzi-test-broken")
+        pip("uninstall", "-y", "izzi-test-shout", "izzi-test-broken", "izzi-test-lines")
 
 
 @pytest.mark.timeout(240)
@@ -103,14 +175,14 @@ async def test_installed_plugin_is_discovered_and_a_broken_one_is_isolated(tmp_p
     (tmp_path / "models.toml").write_text(
         "".join(
             f'[models."{m}"]\nname = "{m}"\ntier = "maintained"\ninput = 1\noutput = 1\nroutes = ["{u}:x"]\n'
-            for m, u in [("loud", "shouter"), ("fragile", "fragile"), ("echo", "mock")]
+            for m, u in [("loud", "shouter"), ("fragile", "fragile"), ("echo", "mock"), ("backwards", "lines")]
         )
     )
     config = tmp_path / "izzi.toml"
     config.write_text(
         f'[storage]\ndatabase_url = "sqlite:///{tmp_path}/db.sqlite3"\n'
         '[upstreams.shouter]\nkind = "shout"\n[upstreams.fragile]\nkind = "broken"\n'
-        '[upstreams.mock]\nkind = "mock"\n'
+        '[upstreams.mock]\nkind = "mock"\n[upstreams.lines]\nkind = "lines"\n'
     )
     secret = cli("keys", "create", "--name", "t", "--config", str(config)).stdout.strip()
     assert cli("credits", "add", "default", "10", "--config", str(config)).returncode == 0
@@ -131,9 +203,26 @@ async def test_installed_plugin_is_discovered_and_a_broken_one_is_isolated(tmp_p
             with pytest.raises(openai.InternalServerError) as caught:
                 await client.chat.completions.create(model="fragile", messages=[{"role": "user", "content": "hi"}])
             assert "provider plugin 'broken' failed to load" in caught.value.message
+            await speaks_its_own_wire_format(client, f"http://127.0.0.1:{port}", secret)
     finally:
         process.terminate()
         await process.wait()
     log = (await process.stderr.read()).decode()
     assert "provider plugin 'broken' failed to load" in log
     assert "needs a library that is not installed" in log
+
+
+async def speaks_its_own_wire_format(client: openai.AsyncOpenAI, base: str, secret: str) -> None:
+    """The ``lines`` plugin's wire format, unknown to the core, serves every client format."""
+    hello = [{"role": "user", "content": "hello wide world"}]
+    plain = await client.chat.completions.create(model="backwards", messages=hello)
+    assert plain.choices[0].message.content == "dlrow ediw olleh" and plain.model == "backwards"
+    assert plain.usage is not None and plain.usage.completion_tokens == 2
+    chunks = await client.chat.completions.create(model="backwards", messages=hello, stream=True)
+    assert "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices]) == "dlrow ediw olleh"
+    assert (await client.responses.create(model="backwards", input="abc def")).output_text == "fed cba"
+    claude = anthropic.AsyncAnthropic(base_url=base, api_key=secret, max_retries=0)
+    async with claude, claude.messages.stream(model="backwards", max_tokens=50, messages=hello) as stream:
+        assert "".join([t async for t in stream.text_stream]) == "dlrow ediw olleh"
+        final = await stream.get_final_message()
+    assert final.usage.output_tokens == 2 and final.stop_reason == "end_turn"
