@@ -121,6 +121,21 @@ async def test_claude_code_on_a_gpt_model(gateway: Gateway, workdir: Path) -> No
     assert json.dumps(turns[1]["messages"]).startswith(first) and len(second) > len(first)  # a cacheable prefix
 
 
+@pytest.mark.timeout(180)
+async def test_claude_code_on_a_codex_model(gateway: Gateway, workdir: Path) -> None:
+    """A model OpenAI serves only on its Responses API: Claude Code's Messages, translated."""
+    result = await claude_code(gateway, workdir, "gpt-5.1-codex")
+    assert SECRET in result["result"], result
+    turns = [r for r in gateway.received if r.body.get("model") == "gpt-5.1-codex-tools-linger"]
+    assert len(turns) >= 2 and {r.path for r in turns} == {"/v1/responses"}
+    last = turns[-1].body
+    assert last["stream"] is True and last["store"] is False and last["instructions"]
+    kinds = [item["type"] for item in last["input"]]
+    assert "function_call" in kinds and kinds[-1] == "function_call_output"
+    records = [r for r in await gateway.records() if r.upstream_model == "gpt-5.1-codex-tools-linger"]
+    assert len(records) == len(turns) and {(r.status, r.outcome) for r in records} == {(200, "ok")}
+
+
 # -- Codex -------------------------------------------------------------------------------------
 
 
