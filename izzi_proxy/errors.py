@@ -176,6 +176,7 @@ class UpstreamError(GatewayError):
         self.retryable = retryable
         self.retry_after: float | None = None  # the upstream's Retry-After, in seconds
         self.attempts = 1  # upstream calls made (the router sets it)
+        self.tried: tuple[str, ...] = ()  # what became of each route and call (the router sets it)
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(math.ceil(self.retry_after))} if self.retry_after else {}

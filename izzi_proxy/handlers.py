@@ -99,10 +99,14 @@ async def generate(request: web.Request, dialect: ClientDialect, parsed: ParsedR
         exchange = await request.app[ROUTER].send(entry, dialect, parsed, request[REQUEST_ID], headers)
     except UpstreamError as err:
         record.attempts = err.attempts
+        if err.tried:
+            record.extra["failovers"] = list(err.tried)
         raise
     bill.answered = True
     record.upstream, record.upstream_model = exchange.route.upstream, exchange.route.model
     record.attempts = exchange.attempts
+    if exchange.tried:
+        record.extra["failovers"] = list(exchange.tried)  # what happened before this answer
     if parsed.stream:
         meter = relay.Meter(billing, bill, dialect.name)
         return Generated(await relay.relay_stream(request, exchange, record, meter), exchange)

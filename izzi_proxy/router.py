@@ -177,7 +177,7 @@ class Router:
                     last = err
                     same_upstream = self._judge(health, key, err)
                     if not err.retryable:
-                        err.attempts = calls
+                        err.attempts, err.tried = calls, tuple(tried)
                         raise
                     log.warning("request %s: %s failed (%s)", request_id, route.upstream, err.message)
                     if same_upstream:
@@ -207,14 +207,14 @@ class Router:
     def _exhausted(self, entry: ModelEntry, tried: list[str], calls: int, last: UpstreamError | None) -> NoReturn:
         """One clear error for the client: the only failure as it was, or the whole story."""
         if last is not None and calls == 1:
-            last.attempts = calls
+            last.attempts, last.tried = calls, tuple(tried)
             raise last
         err = UpstreamError(
             f"Model {entry.id!r} could not be served: {'; '.join(tried)}",
             upstream=last.upstream if last is not None else "-",
             upstream_status=last.upstream_status if last is not None else None,
         )
-        err.attempts = calls
+        err.attempts, err.tried = calls, tuple(tried)
         waits = [h.breaker.retry_in() for h in self.health.values()] if last is None else []
         err.retry_after = min((w for w in waits if w > 0), default=None)
         raise err

@@ -133,6 +133,9 @@ async def test_one_failing_upstream_is_invisible(gw: Gateway, failure: str, dial
     record = await last_record(gw)
     assert (record.upstream, record.upstream_model, record.attempts) == ("b", "upstream-ok", 2)
     assert record.outcome == "ok" and record.status == 200
+    story = record.extra["failovers"]  # a 429 also says the key rests (a's next call is skipped)
+    assert story[0].startswith("claude: " if "claude" in str(FAILING[failure]) else "a: ")
+    assert story[1:] == (["a: skipped, every key resting for 7 s"] if failure == "429" else [])
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -174,7 +177,8 @@ async def test_all_failing_is_one_clear_502(gw: Gateway, dialect: str) -> None:
     assert caught.value.status_code == 502
     message = str(caught.value)
     assert "could not be served" in message and "a: HTTP 500" in message and "b: HTTP 503" in message
-    assert (await last_record(gw)).attempts == 2
+    record = await last_record(gw)
+    assert record.attempts == 2 and record.extra["failovers"] == ["a: HTTP 500", "b: HTTP 503"]
 
 
 async def test_the_attempt_budget_bounds_the_calls(
