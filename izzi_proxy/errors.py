@@ -156,7 +156,7 @@ class UpstreamError(GatewayError):
     """The upstream answered, with an error. Its status and message are kept in ours.
 
     ``retryable`` tells the router whether the next route may be tried (only ever
-    before the first byte has reached the client).
+    before any content has reached the client).
     """
 
     status = 502

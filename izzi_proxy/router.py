@@ -152,14 +152,15 @@ class Router:
             while True:
                 if calls >= self._routing.max_attempts or (calls and loop.time() >= deadline):
                     self._exhausted(entry, tried, calls, last)
+                if not health.breaker.allow():
+                    tried.append(f"{route.upstream}: skipped, failing (retry in {health.breaker.retry_in():.0f} s)")
+                    break
                 key = health.keys.pick()
                 if key is None:
+                    health.breaker.release()
                     wait = health.keys.ready_in()
                     tried.append(f"{route.upstream}: skipped, " + (
                         "every key refused" if wait is None else f"every key resting for {wait:.0f} s"))  # fmt: skip
-                    break
-                if not health.breaker.allow():
-                    tried.append(f"{route.upstream}: skipped, failing (retry in {health.breaker.retry_in():.0f} s)")
                     break
                 if cand.wire.name == dialect.name:
                     body, call_headers = dialect.upstream_body(parsed, route.model), dict(headers)
@@ -183,6 +184,9 @@ class Router:
                     if same_upstream:
                         continue
                     break
+                except BaseException:  # the client went away, or a bug: the upstream is not to blame
+                    health.breaker.release()
+                    raise
                 health.breaker.success()
                 return Exchange(route, cand.wire, dialect, parsed, reply, calls, tuple(tried))
         self._exhausted(entry, tried, calls, last)
@@ -215,8 +219,10 @@ class Router:
             upstream_status=last.upstream_status if last is not None else None,
         )
         err.attempts, err.tried = calls, tuple(tried)
-        waits = [h.breaker.retry_in() for h in self.health.values()] if last is None else []
-        err.retry_after = min((w for w in waits if w > 0), default=None)
+        if last is None:  # nothing was tried: say when something can be
+            healths = [self.health[r.upstream] for r in entry.routes if r.upstream in self.health]
+            waits = [max(h.breaker.retry_in(), h.keys.ready_in() or 0.0) for h in healths]
+            err.retry_after = min((w for w in waits if w > 0), default=None)
         raise err
 
 

@@ -243,6 +243,24 @@ async def test_the_breaker_opens_skips_and_recovers(
                                                           "retry_in_s": 0.0}  # fmt: skip
 
 
+async def test_a_model_whose_only_upstream_is_failing_answers_at_once(
+    aiohttp_server, upstream, anthropic_upstream, tmp_path: Path, upstream_env: None
+) -> None:
+    routing = "[routing]\nbreaker_failures = 1\nbreaker_open_s = 30\n"
+    gateway = await start(aiohttp_server, upstream, anthropic_upstream, tmp_path, routing)
+    async with gateway.client() as client:
+        with pytest.raises(openai.InternalServerError):
+            await client.chat.completions.create(model="m-all-fail", messages=[{"role": "user", "content": "hi"}])
+        before = len(gateway.received)
+        with pytest.raises(openai.InternalServerError) as caught:
+            await client.chat.completions.create(model="m-all-fail", messages=[{"role": "user", "content": "hi"}])
+    assert len(gateway.received) == before  # both breakers open: no upstream asked, no time spent
+    assert "a: skipped, failing (retry in 30 s)" in caught.value.message
+    assert 29 <= int(caught.value.response.headers["Retry-After"]) <= 30
+    record = await last_record(gateway)
+    assert record.attempts == 0 and record.status == 502
+
+
 def pool_app(keys_seen: list[str]) -> web.Application:
     """An OpenAI-like upstream that rate-limits one key and refuses another."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from typing import Any
 
 import aiohttp
@@ -223,11 +224,8 @@ async def test_error_statuses(client: Client, status: int, error_class: type, ki
     with pytest.raises(error_class) as caught:
         await ask(client, model=f"claude-error_{status}")
     error = caught.value
-    assert (error.status_code, error.type, error.api_message) == (
-        status,
-        kind,
-        f"Mock upstream error {status}",
-    )
+    says = {401: "invalid x-api-key", 529: "Overloaded"}.get(status, f"Mock upstream error {status}")
+    assert (error.status_code, error.type, error.api_message) == (status, kind, says)
     assert error.request_id and error.request_id.startswith("req_")
     if status != 413:  # the SDK's ErrorObject union has no `request_too_large` member
         assert ErrorResponse.model_validate(error.body).error.type == kind
@@ -360,3 +358,113 @@ async def test_thinking_must_lead_the_tool_turn_it_answers(client: Client, kind:
         await ask(client, model="claude-tools", tools=TOOLS, thinking=thinking, messages=dropped)
     assert "a final `assistant` message must start with a thinking block" in caught.value.api_message
     assert (await ask(client, model="claude-tools", tools=TOOLS, messages=dropped)).content  # thinking off: fine
+
+
+# -- failure scenarios: failover, key pools, breakers, timeouts ----------------------------------
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+async def answer(server: TestServer, model: str, **kw: Any) -> tuple[int, Any, str]:
+    headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+    async with aiohttp.ClientSession() as session, session.post(
+        server.make_url("/v1/messages"), json=params("Hello there", model=model, **kw), headers=headers
+    ) as resp:  # fmt: skip
+        return resp.status, resp.headers, await resp.text()
+
+
+def wire_events(text: str) -> list[tuple[str, Any]]:
+    frames = [frame.split("\n") for frame in text.strip().split("\n\n")]
+    return [(name.removeprefix("event: "), json.loads(data.removeprefix("data: "))) for name, data in frames]
+
+
+async def test_error_529_is_anthropics_overloaded_body(server: TestServer) -> None:
+    status, headers, text = await answer(server, "claude-error_529")
+    body = json.loads(text)
+    assert status == 529 and body.pop("request_id") == headers["request-id"]
+    assert body == {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    assert "Retry-After" not in headers
+
+
+async def test_error_401_is_the_body_a_wrong_key_gets(server: TestServer) -> None:
+    status, _, text = await answer(server, "claude-error_401")
+    error = ErrorResponse.model_validate_json(text).error
+    assert (status, error.type, error.message) == (401, "authentication_error", "invalid x-api-key")
+
+
+@pytest.mark.parametrize(("model", "retry_after"), [("claude-error_429", "1"), ("claude-error_429-retry_7", "7")])
+async def test_rate_limit_sends_retry_after(client: Client, server: TestServer, model: str, retry_after: str) -> None:
+    status, headers, text = await answer(server, model)
+    assert (status, headers["Retry-After"]) == (429, retry_after)
+    assert ErrorResponse.model_validate_json(text).error.type == "rate_limit_error"
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        await ask(client, model=model)
+    assert caught.value.response.headers["retry-after"] == retry_after and caught.value.type == "rate_limit_error"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_reset_drops_the_connection_before_any_status(client: Client, server: TestServer, stream) -> None:
+    with pytest.raises(aiohttp.ClientConnectionError):  # ServerDisconnectedError: no status line came
+        await answer(server, "claude-reset", stream=stream)
+    with pytest.raises(anthropic.APIConnectionError):
+        await client.messages.create(**params(model="claude-reset"), stream=stream)
+    assert len(server.app[RECEIVED]) == 2
+    assert (await answer(server, "claude-fake"))[0] == 200
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_first_byte_delays_the_status_not_the_events(server: TestServer, stream: bool) -> None:
+    headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+    body = params(model="claude-first_byte_300", stream=stream)
+    async with aiohttp.ClientSession(headers=headers) as http:
+        started = now()
+        async with http.post(server.make_url("/v1/messages"), json=body) as resp:
+            headed = now()
+            text = await resp.text()
+        done = now()
+    assert resp.status == 200 and headed - started >= 0.3 and done - headed < 0.2
+    assert text.strip().endswith('{"type":"message_stop"}') if stream else "Echo: Hello" in text
+
+
+async def test_preamble_error(client: Client, server: TestServer) -> None:
+    status, _, text = await answer(server, "claude-preamble_error", stream=True)
+    got = wire_events(text)
+    assert status == 200 and [name for name, _ in got] == ["message_start", "ping", "error"]
+    assert got[2][1] == {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    assert EVENT.validate_python(got[0][1]).message.content == []
+    texts: list[str] = []
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        async with client.messages.stream(**params(model="claude-preamble_error")) as stream:
+            async for piece in stream.text_stream:
+                texts.append(piece)
+    assert texts == [] and (caught.value.type, caught.value.api_message) == ("overloaded_error", "Overloaded")
+
+
+async def test_stall_after_sends_n_deltas_then_nothing(server: TestServer) -> None:
+    headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+    body = params("Hello there", model="claude-stall_after_1", stream=True)
+    url = server.make_url("/v1/messages")
+    async with aiohttp.ClientSession(headers=headers) as http, http.post(url, json=body) as resp:
+        frames = [await resp.content.readuntil(b"\n\n") for _ in range(4)]
+        with pytest.raises(TimeoutError):  # then nothing, the connection open
+            await asyncio.wait_for(resp.content.readany(), 0.3)
+        assert not resp.content.at_eof()
+    got = wire_events(b"".join(frames).decode())
+    assert [name for name, _ in got] == ["message_start", "ping", "content_block_start", "content_block_delta"]
+    assert got[3][1]["delta"] == {"type": "text_delta", "text": "Echo:"}
+    assert await asyncio.wait_for(server.app[DISCONNECTS].get(), 5) == "claude-stall_after_1"
+
+
+async def test_fail_first_counts_per_model_name_and_per_app(aiohttp_server, client: Client, server) -> None:
+    results = [await answer(server, "claude-fail_first_2") for _ in range(3)]
+    assert [status for status, _, _ in results] == [500, 500, 200]
+    error = ErrorResponse.model_validate_json(results[0][2]).error
+    assert (error.type, error.message) == ("api_error", "Mock upstream error 500")
+    assert Message.model_validate_json(results[2][2]).content[0].text == "Echo: Hello there"
+    with pytest.raises(anthropic.InternalServerError):  # another name: its own count
+        await ask(client, model="claude-fail_first_1-x")
+    assert (await ask(client, model="claude-fail_first_1-x")).content[0].text == "Echo: Hello"
+    other = await aiohttp_server(fake_anthropic_app(api_key=KEY))  # another app: counted afresh
+    assert (await answer(other, "claude-fail_first_2"))[0] == 500

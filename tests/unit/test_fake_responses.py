@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from openai.types.responses import Response, ResponseStreamEvent
 
-from izzi_proxy.testing import RECEIVED, ChatScript, ResponseScript, fake_openai_app, sign_reasoning
+from izzi_proxy.testing import DISCONNECTS, RECEIVED, ChatScript, ResponseScript, fake_openai_app, sign_reasoning
 
 KEY = "sk-upstream-test"
 PIXEL = "data:image/png;base64,iVBORw0KGgo="
@@ -256,7 +256,8 @@ async def test_length_is_incomplete(client) -> None:
      (429, openai.RateLimitError), (500, openai.InternalServerError), (503, openai.InternalServerError)],
 )  # fmt: skip
 async def test_error_statuses(client, status, exc) -> None:
-    with pytest.raises(exc, match=f"Mock upstream error {status}") as caught:
+    says = "Incorrect API key provided: sk-ups" if status == 401 else f"Mock upstream error {status}"
+    with pytest.raises(exc, match=says) as caught:
         await ask(client, model=f"error_{status}")
     assert caught.value.status_code == status
 
@@ -322,3 +323,112 @@ def test_response_script_works_without_a_server() -> None:
     frames = list(script.frames())
     assert frames[0].startswith(b"event: response.created\ndata: {")
     assert frames[-1].startswith(b"event: response.completed\n")
+
+
+# -- failure scenarios: failover, key pools, breakers, timeouts ----------------------------------
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+async def answer(server: TestServer, model: str, **kw: Any) -> tuple[int, Any, str]:
+    headers, url = {"Authorization": f"Bearer {KEY}"}, server.make_url("/v1/responses")
+    body = {"model": model, "input": "Hello there", **kw}
+    async with aiohttp.ClientSession(headers=headers) as http, http.post(url, json=body) as resp:
+        return resp.status, resp.headers, await resp.text()
+
+
+def wire_events(text: str) -> list[tuple[str, Any]]:
+    frames = [frame.split("\n") for frame in text.strip().split("\n\n")]
+    return [(name.removeprefix("event: "), json.loads(data.removeprefix("data: "))) for name, data in frames]
+
+
+@pytest.mark.parametrize(
+    ("model", "retry_after"), [("error_429", "1"), ("x-error_429-retry_7", "7"), ("error_503-retry_2", "2")]
+)
+async def test_retry_after(client, server, model: str, retry_after: str) -> None:
+    status, headers, text = await answer(server, model)
+    assert status == int(model.split("error_")[1][:3]) and headers["Retry-After"] == retry_after
+    if status == 429:
+        assert json.loads(text) == {"error": {"message": "Mock upstream error 429", "type": "requests",
+                                              "param": None, "code": "rate_limit_exceeded"}}  # fmt: skip
+    assert "Retry-After" not in (await answer(server, "error_500"))[1]
+
+
+async def test_error_401_is_the_body_a_wrong_key_gets(server) -> None:
+    status, _, text = await answer(server, "error_401")
+    assert status == 401 and json.loads(text) == {"error": {
+        "message": f"Incorrect API key provided: sk-ups{'*' * 28}test. You can find your API key at "
+                   "https://platform.openai.com/account/api-keys.",
+        "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}  # fmt: skip
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_reset_drops_the_connection_before_any_status(client, server, stream: bool) -> None:
+    with pytest.raises(aiohttp.ClientConnectionError):  # ServerDisconnectedError: no status line came
+        await answer(server, "x-reset", stream=stream)
+    with pytest.raises(openai.APIConnectionError):
+        await client.responses.create(model="x-reset", input="Hi", stream=stream)
+    assert len(server.app[RECEIVED]) == 2 and (await answer(server, "gpt-fake"))[0] == 200
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_first_byte_delays_the_status_not_the_events(server, stream: bool) -> None:
+    headers, url = {"Authorization": f"Bearer {KEY}"}, server.make_url("/v1/responses")
+    async with aiohttp.ClientSession(headers=headers) as http:
+        started = now()
+        async with http.post(url, json={"model": "first_byte_300", "input": "Hi", "stream": stream}) as resp:
+            headed = now()
+            text = await resp.text()
+        done = now()
+    assert resp.status == 200 and headed - started >= 0.3 and done - headed < 0.2
+    assert wire_events(text)[-1][0] == "response.completed" if stream else json.loads(text)["status"] == "completed"
+
+
+async def test_preamble_error(client, server) -> None:
+    status, _, text = await answer(server, "x-preamble_error", stream=True)
+    got = wire_events(text)
+    assert status == 200
+    assert [name for name, _ in got] == ["response.created", "response.in_progress", "error", "response.failed"]
+    assert [data["type"] for _, data in got] == [name for name, _ in got]
+    assert [data["sequence_number"] for _, data in got] == [0, 1, 2, 3]
+    error, failed = EVENT.validate_python(got[2][1]), EVENT.validate_python(got[3][1])
+    assert (error.code, error.message, error.param) == ("server_error", "Mock upstream error 500", None)
+    assert failed.response.status == "failed" and failed.response.output == []
+    assert failed.response.id == got[0][1]["response"]["id"]
+    seen = []
+    stream = await client.responses.create(model="x-preamble_error", input="Hello", stream=True)
+    with pytest.raises(openai.APIError, match="Mock upstream error 500"):
+        async for event in stream:
+            seen.append(event.type)
+    assert seen == ["response.created", "response.in_progress"]
+
+
+async def test_stall_after_sends_n_deltas_then_nothing(server) -> None:
+    headers, url = {"Authorization": f"Bearer {KEY}"}, server.make_url("/v1/responses")
+    body = {"model": "x-stall_after_1", "input": "Hello there", "stream": True}
+    async with aiohttp.ClientSession(headers=headers) as http, http.post(url, json=body) as resp:
+        frames = [await resp.content.readuntil(b"\n\n") for _ in range(5)]
+        with pytest.raises(TimeoutError):  # then nothing, the connection open
+            await asyncio.wait_for(resp.content.readany(), 0.3)
+        assert not resp.content.at_eof()
+    got = wire_events(b"".join(frames).decode())
+    assert [name for name, _ in got] == ["response.created", "response.in_progress", "response.output_item.added",
+                                         "response.content_part.added", "response.output_text.delta"]  # fmt: skip
+    assert got[-1][1]["delta"] == "Echo:" and got[-1][1]["sequence_number"] == 4
+    assert await asyncio.wait_for(server.app[DISCONNECTS].get(), 5) == "x-stall_after_1"
+
+
+async def test_fail_first(client, server) -> None:
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError, match="Mock upstream error 500") as caught:
+            await ask(client, model="x-fail_first_2")
+        assert caught.value.body["type"] == "server_error"
+    assert (await ask(client, model="x-fail_first_2")).output_text == "Echo: Hello"
+    assert [(await answer(server, "x-fail_first_1-y", stream=True))[0] for _ in range(2)] == [500, 200]
+
+
+@pytest.mark.parametrize("model", ["gpt-5.1-codex", "gpt-5-pro"])
+async def test_responses_only_models_are_served(client, model: str) -> None:
+    assert (await ask(client, model=model)).output_text == "Echo: Hello"
