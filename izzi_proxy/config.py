@@ -1,4 +1,5 @@
-"""Load ``izzi.toml`` and ``models.toml`` into frozen dataclasses. All validation is here.
+"""Load ``izzi.toml`` into frozen dataclasses (and, through ``catalog_config``, the catalog
+it names). All validation is here and in those two modules.
 
 A wrong config is refused at start with a :class:`ConfigError` that names the file, the
 key and the fix. Secrets are never written in a config file: a key is referenced as
@@ -11,38 +12,17 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
 
-from izzi_proxy.catalog import TIERS, WIRE_SHORT_NAMES, Catalog, ModelEntry, Route, Selection
-from izzi_proxy.pricing import MICRO, Prices
+from izzi_proxy.catalog import TIERS, Catalog
+from izzi_proxy.catalog_config import load_catalog
+from izzi_proxy.config_reader import ConfigError, Reader, Secret, read_toml, table_of
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "izzi.toml"
-
-
-class ConfigError(Exception):
-    """A config problem, worded as ``file: key: problem``."""
-
-    def __init__(self, file: Path | str, key: str, problem: str) -> None:
-        super().__init__(f"{file}: {key}: {problem}")
-        self.file, self.key, self.problem = str(file), key, problem
-
-
-@dataclass(frozen=True, slots=True)
-class Secret:
-    """A credential read from an environment variable; never printed."""
-
-    env: str
-    value: str | None = field(repr=False)
-
-    def __str__(self) -> str:
-        return f"env:{self.env} ({'set' if self.value else 'NOT SET'})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,147 +187,39 @@ class Config:
         }
 
 
-class _Reader:
-    """Typed access to one TOML table, with errors that name the file and key."""
-
-    def __init__(self, file: Path, prefix: str, table: Mapping[str, Any], env: Mapping[str, str]):
-        self.file, self.prefix, self.table, self.env = file, prefix, table, env
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}.{name}" if self.prefix else name
-
-    def error(self, name: str, problem: str) -> ConfigError:
-        return ConfigError(self.file, self.key(name), problem)
-
-    def raw(self, name: str, default: Any = None) -> Any:
-        self.used.add(name)
-        value = self.table.get(name, default)
-        if isinstance(value, Mapping) and "env" in value:
-            extra = set(value) - {"env", "default"}
-            if extra or not isinstance(value["env"], str):
-                raise self.error(name, 'write { env = "NAME" } or { env = "NAME", default = ... }')
-            return self.env.get(value["env"]) or value.get("default", default)
-        if isinstance(value, str) and value.startswith("env:"):
-            return self.env.get(value[4:]) or default
-        return value
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-        value = self.raw(name, default)
-        if value is None:
-            return None
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise self.error(name, f"expected {names}, got {type(value).__name__} {value!r}")
-        return value
-
-    def required(self, name: str, kind: type) -> Any:
-        value = self.get(name, kind)
-        if value is None:
-            raise self.error(name, "is required")
-        return value
-
-    def positive(self, name: str, default: float) -> float:
-        value = self.get(name, float, default)
-        if value <= 0:
-            raise self.error(name, f"must be greater than 0, got {value}")
-        return value
-
-    def secret(self, name: str) -> Secret | None:
-        self.used.add(name)
-        value = self.table.get(name)
-        if value is None:
-            return None
-        if isinstance(value, str) and value.startswith("env:") and len(value) > 4:
-            return Secret(value[4:], self.env.get(value[4:]) or None)
-        if isinstance(value, Mapping) and set(value) == {"env"} and isinstance(value["env"], str):
-            return Secret(value["env"], self.env.get(value["env"]) or None)
-        raise self.error(
-            name,
-            'a key is never written in a config file: write "env:NAME" and set that environment variable',
-        )
-
-    def sub(self, name: str) -> _Reader:
-        """The reader of a table inside this one."""
-        return _Reader(self.file, self.key(name), _table(self.file, self.key(name), self.raw(name)), self.env)
-
-    def secrets(self, name: str) -> tuple[Secret, ...]:
-        """A list of ``"env:NAME"`` references."""
-        values = self.get(name, list, [])
-        found = []
-        for i, value in enumerate(values):
-            secret = _Reader(self.file, self.prefix, {f"{name}[{i}]": value}, self.env).secret(f"{name}[{i}]")
-            if secret is not None:
-                found.append(secret)
-        return tuple(found)
-
-    def url(self, name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
-        value = self.get(name, str, default)
-        if value is not None and urlsplit(value).scheme not in schemes:
-            raise self.error(name, f"{value!r} is not a URL with scheme {' or '.join(schemes)}")
-        return value
-
-    def rest(self) -> dict[str, Any]:
-        return {k: v for k, v in self.table.items() if k not in self.used}
-
-    def reject_unknown(self) -> None:
-        if unknown := sorted(self.rest()):
-            raise self.error(unknown[0], f"unknown key; known keys: {', '.join(sorted(self.used))}")
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(path, "-", "file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, "-", f"not valid TOML: {exc}") from None
-
-
-def _table(file: Path, key: str, value: Any) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(file, key, f"expected a table, got {type(value).__name__}")
-    return value
-
-
 def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Read ``izzi.toml`` and the catalog it points at (``models.toml`` beside it by default)."""
     path = Path(path) if path is not None else DEFAULT_CONFIG
     env = os.environ if env is None else env
-    doc = _read_toml(path)
+    doc = read_toml(path)
 
-    top = _Reader(path, "", doc, env)
+    top = Reader(path, "", doc, env)
     for name in ("server", "storage", "upstreams", "catalog", "limits", "ip_block", "billing", "routing"):
-        _table(path, name, top.raw(name))
+        table_of(path, name, top.raw(name))
     top.reject_unknown()
 
-    server = _server(_Reader(path, "server", _table(path, "server", doc.get("server")), env))
-    storage = _storage(_Reader(path, "storage", _table(path, "storage", doc.get("storage")), env))
+    server = _server(Reader(path, "server", table_of(path, "server", doc.get("server")), env))
+    storage = _storage(Reader(path, "storage", table_of(path, "storage", doc.get("storage")), env))
 
     upstreams: dict[str, UpstreamConfig] = {}
-    for name, table in _table(path, "upstreams", doc.get("upstreams")).items():
+    for name, table in table_of(path, "upstreams", doc.get("upstreams")).items():
         key = f"upstreams.{name}"
-        upstreams[name] = _upstream(name, _Reader(path, key, _table(path, key, table), env))
+        upstreams[name] = _upstream(name, Reader(path, key, table_of(path, key, table), env))
     if not upstreams:
         raise ConfigError(path, "upstreams", "define at least one upstream")
 
-    cat = _Reader(path, "catalog", _table(path, "catalog", doc.get("catalog")), env)
+    cat = Reader(path, "catalog", table_of(path, "catalog", doc.get("catalog")), env)
     models_path = path.parent / cat.get("models", str, "models.toml")
     cat.reject_unknown()
     catalog = load_catalog(models_path, upstreams)
-    limits = _limits(path, _Reader(path, "limits", _table(path, "limits", doc.get("limits")), env))
-    ip_block = _ip_block(_Reader(path, "ip_block", _table(path, "ip_block", doc.get("ip_block")), env))
-    billing = _billing(_Reader(path, "billing", _table(path, "billing", doc.get("billing")), env))
-    routing = _routing(_Reader(path, "routing", _table(path, "routing", doc.get("routing")), env))
+    limits = _limits(path, Reader(path, "limits", table_of(path, "limits", doc.get("limits")), env))
+    ip_block = _ip_block(Reader(path, "ip_block", table_of(path, "ip_block", doc.get("ip_block")), env))
+    billing = _billing(Reader(path, "billing", table_of(path, "billing", doc.get("billing")), env))
+    routing = _routing(Reader(path, "routing", table_of(path, "routing", doc.get("routing")), env))
     return Config(server, storage, MappingProxyType(upstreams), catalog, limits, ip_block, billing, routing, path)
 
 
-def _billing(r: _Reader) -> BillingConfig:
+def _billing(r: Reader) -> BillingConfig:
     d = BillingConfig()
     enabled = r.get("enabled", bool, d.enabled)
     cap = r.get("default_max_output_tokens", int, d.default_max_output_tokens)
@@ -366,7 +238,7 @@ def _billing(r: _Reader) -> BillingConfig:
     return config
 
 
-def _limits(path: Path, r: _Reader) -> LimitsConfig:
+def _limits(path: Path, r: Reader) -> LimitsConfig:
     named = r.get("plans", str)
     plans_path = path.parent / (named or "plans.toml")
     if named is None and not plans_path.exists():
@@ -381,14 +253,14 @@ def _limits(path: Path, r: _Reader) -> LimitsConfig:
 
 
 def load_plans(path: Path) -> tuple[Mapping[str, Plan], str]:
-    doc = _read_toml(path)
-    top = _Reader(path, "", doc, {})
+    doc = read_toml(path)
+    top = Reader(path, "", doc, {})
     default = top.required("default", str)
-    tables = _table(path, "plans", top.raw("plans"))
+    tables = table_of(path, "plans", top.raw("plans"))
     top.reject_unknown()
     plans = {}
     for plan_id, table in tables.items():
-        r = _Reader(path, f"plans.{plan_id}", _table(path, f"plans.{plan_id}", table), {})
+        r = Reader(path, f"plans.{plan_id}", table_of(path, f"plans.{plan_id}", table), {})
         limits = {name: r.required(name, int) for name in LIMIT_NAMES}
         for name, value in limits.items():
             if value < 1:
@@ -411,7 +283,7 @@ def load_plans(path: Path) -> tuple[Mapping[str, Plan], str]:
     return MappingProxyType(plans), default
 
 
-def _networks(r: _Reader, name: str) -> tuple[Network, ...]:
+def _networks(r: Reader, name: str) -> tuple[Network, ...]:
     values = r.get(name, list, [])
     try:
         return tuple(ipaddress.ip_network(v, strict=False) for v in values)
@@ -419,7 +291,7 @@ def _networks(r: _Reader, name: str) -> tuple[Network, ...]:
         raise r.error(name, f"expected IP addresses or CIDR networks: {exc}") from None
 
 
-def _ip_block(r: _Reader) -> IPBlockConfig:
+def _ip_block(r: Reader) -> IPBlockConfig:
     d = IPBlockConfig()
     failures = r.get("max_failures", int, d.max_failures)
     if failures < 1:
@@ -436,7 +308,7 @@ def _ip_block(r: _Reader) -> IPBlockConfig:
     return config
 
 
-def _server(r: _Reader) -> ServerConfig:
+def _server(r: Reader) -> ServerConfig:
     d = ServerConfig()
     port = r.get("port", int, d.port)
     if not 0 <= port <= 65535:
@@ -459,7 +331,7 @@ def _server(r: _Reader) -> ServerConfig:
     return config
 
 
-def _storage(r: _Reader) -> StorageConfig:
+def _storage(r: Reader) -> StorageConfig:
     d = StorageConfig()
     config = StorageConfig(
         database_url=r.url("database_url", d.database_url, ("sqlite", "postgresql", "postgres")),
@@ -479,7 +351,7 @@ def _storage(r: _Reader) -> StorageConfig:
     return config
 
 
-def _upstream(name: str, r: _Reader) -> UpstreamConfig:
+def _upstream(name: str, r: Reader) -> UpstreamConfig:
     d = UpstreamConfig(name=name, kind="")
     headers = r.get("extra_headers", dict, {})
     for hname, hvalue in headers.items():
@@ -500,14 +372,14 @@ def _upstream(name: str, r: _Reader) -> UpstreamConfig:
     return dataclasses.replace(config, options=MappingProxyType(r.rest()))
 
 
-def _keys(r: _Reader) -> tuple[Secret, ...]:
+def _keys(r: Reader) -> tuple[Secret, ...]:
     one, pool = r.secret("api_key"), r.secrets("api_keys")
     if one is not None and pool:
         raise r.error("api_keys", "write api_key or api_keys, not both")
     return (one,) if one is not None else pool
 
 
-def _routing(r: _Reader) -> RoutingConfig:
+def _routing(r: Reader) -> RoutingConfig:
     d = RoutingConfig()
     attempts = r.get("max_attempts", int, d.max_attempts)
     failures = r.get("breaker_failures", int, d.breaker_failures)
@@ -524,148 +396,3 @@ def _routing(r: _Reader) -> RoutingConfig:
     )
     r.reject_unknown()
     return config
-
-
-def load_catalog(path: Path, upstreams: Mapping[str, UpstreamConfig]) -> Catalog:
-    doc = _read_toml(path)
-    models = _table(path, "models", doc.get("models"))
-    if not models:
-        raise ConfigError(path, "models", "the catalog lists no model")
-    extra = set(doc) - {"models", "families", "pricing"}
-    if extra:
-        raise ConfigError(
-            path, sorted(extra)[0], "unknown key; the file holds [models.<id>] tables, [families] and [pricing]"
-        )
-    ratios = _cache_ratios(_Reader(path, "pricing", _table(path, "pricing", doc.get("pricing")), {}))
-    entries, seen_aliases = [], {}
-    for model_id, table in models.items():
-        key = f'models."{model_id}"'
-        r = _Reader(path, key, _table(path, key, table), {})
-        entry = _model(model_id, r, upstreams, ratios)
-        for alias in entry.aliases:
-            if alias in models or alias in seen_aliases:
-                owner = alias if alias in models else seen_aliases[alias]
-                raise r.error("aliases", f"alias {alias!r} is already taken by {owner!r}")
-            seen_aliases[alias] = model_id
-        entries.append(entry)
-    for entry in entries:
-        if entry.select is not None and (unknown := [m for m in entry.select.models if m not in models]):
-            raise ConfigError(path, f'models."{entry.id}".select.models', f"{unknown[0]!r} is not in the catalog")
-    return Catalog(entries, _families(path, _table(path, "families", doc.get("families")), models))
-
-
-def _families(path: Path, table: Mapping[str, Any], models: Mapping[str, Any]) -> dict[str, str]:
-    for pattern, target in table.items():
-        key = f'families."{pattern}"'
-        if "*" not in pattern and "?" not in pattern and "[" not in pattern:
-            raise ConfigError(path, key, 'a family is a pattern such as "claude-opus-*"; name one model with aliases')
-        if not isinstance(target, str) or target not in models:
-            raise ConfigError(path, key, f"{target!r} is not a model id in this catalog")
-    return dict(table)
-
-
-CACHE_RATIOS = {"cache_read": Decimal("0.1"), "cache_write": Decimal("1.25")}  # of the input price
-
-
-def _cache_ratios(r: _Reader) -> dict[str, Decimal]:
-    """``[pricing]``: what cached input costs, as a share of a model's input price, where the
-    model names no price of its own (Anthropic's: reads 0.1, 5-minute writes 1.25)."""
-    ratios = {}
-    for name, default in CACHE_RATIOS.items():
-        value = r.get(f"{name}_ratio", float, float(default))
-        if value < 0:
-            raise r.error(f"{name}_ratio", "cannot be negative")
-        ratios[name] = Decimal(str(value))
-    r.reject_unknown()
-    return ratios
-
-
-def _prices(r: _Reader, ratios: Mapping[str, Decimal]) -> Prices:
-    usd: dict[str, Decimal] = {}
-    for name in ("input", "output"):
-        usd[name] = Decimal(str(r.required(name, float)))
-    for name in ("cache_read", "cache_write"):
-        price = r.get(name, float)
-        usd[name] = Decimal(str(price)) if price is not None else usd["input"] * ratios[name]
-    for name, price in usd.items():
-        if price < 0:
-            raise r.error(name, "a price cannot be negative")
-        if price * MICRO != (price * MICRO).to_integral_value() and name in ("input", "output"):
-            raise r.error(name, f"{price} has more than six decimals")
-    return Prices(
-        *(
-            int((usd[n] * MICRO).to_integral_value(ROUND_HALF_UP))
-            for n in ("input", "output", "cache_read", "cache_write")
-        )
-    )
-
-
-def _routes(r: _Reader) -> list[Any]:
-    raw = r.required("routes", list)
-    if not raw:
-        raise r.error("routes", "list at least one route (or give a select table)")
-    return raw
-
-
-def _route(r: _Reader, i: int, spec: Any, upstreams: Mapping[str, UpstreamConfig]) -> Route:
-    """``"<upstream>:<model>"``, or ``{ route = "<upstream>:<model>", wire = "responses" }``."""
-    where, wire = f"routes[{i}]", None
-    if isinstance(spec, Mapping):
-        sub = _Reader(r.file, r.key(where), spec, r.env)
-        spec, wire = sub.required("route", str), sub.get("wire", str)
-        sub.reject_unknown()
-        wire = WIRE_SHORT_NAMES.get(wire, wire) if wire else None
-    upstream, sep, upstream_model = spec.partition(":") if isinstance(spec, str) else ("", "", "")
-    if not sep or not upstream or not upstream_model:
-        raise r.error(where, f'write "<upstream>:<upstream model>" or {{ route = "…", wire = "…" }}, got {spec!r}')
-    if upstream not in upstreams:
-        raise r.error(where, f"unknown upstream {upstream!r}; izzi.toml defines {', '.join(sorted(upstreams))}")
-    return Route(upstream, upstream_model, wire)
-
-
-def _selection(r: _Reader) -> Selection:
-    rule = r.get("rule", str, "cheapest")
-    if rule not in ("cheapest", "first"):
-        raise r.error("rule", f"{rule!r} is not a rule; write cheapest or first")
-    models, tiers = r.get("models", list, []), r.get("tiers", list, [])
-    if not all(isinstance(m, str) and m for m in models):
-        raise r.error("models", "must be a list of model ids")
-    if bad := [t for t in tiers if t not in TIERS]:
-        raise r.error("tiers", f"{bad[0]!r} is not one of {', '.join(TIERS)}")
-    if rule == "first" and not models:
-        raise r.error("models", "the rule first needs the models listed in order")
-    r.reject_unknown()
-    return Selection(rule, tuple(models), tuple(tiers))
-
-
-def _model(
-    model_id: str, r: _Reader, upstreams: Mapping[str, UpstreamConfig], ratios: Mapping[str, Decimal]
-) -> ModelEntry:
-    tier = r.required("tier", str)
-    if tier not in TIERS:
-        raise r.error("tier", f"{tier!r} is not one of {', '.join(TIERS)}")
-    select = _selection(r.sub("select")) if r.raw("select") is not None else None
-    routes = [] if select is not None else [_route(r, i, spec, upstreams) for i, spec in enumerate(_routes(r))]
-    aliases = r.get("aliases", list, [])
-    if not all(isinstance(a, str) and a for a in aliases):
-        raise r.error("aliases", "must be a list of non-empty strings")
-    prices = _prices(r, ratios)
-    context = r.get("context", int)
-    if context is not None and context <= 0:
-        raise r.error("context", "must be a positive number of tokens")
-    entry = ModelEntry(
-        id=model_id,
-        name=r.required("name", str),
-        tier=tier,
-        prices=prices,
-        context_window=context,
-        routes=tuple(routes),
-        aliases=tuple(aliases),
-        owned_by=r.get("owned_by", str, "izzi"),
-        reasoning=r.get("reasoning", bool, False),
-        vision=r.get("vision", bool, False),
-        tools=r.get("tools", bool, True),
-        select=select,
-    )
-    r.reject_unknown()
-    return entry
