@@ -1,8 +1,13 @@
-"""The circuit breaker and the key pool, on a clock the tests move."""
+"""The circuit breaker and the key pool, on a clock the tests move; and the upstream's
+Retry-After that rests a key."""
 
 from __future__ import annotations
 
+import email.utils
+import time
+
 from izzi_proxy.health import Breaker, KeyPool
+from izzi_proxy.upstream_http import retry_after
 
 
 class Clock:
@@ -77,3 +82,11 @@ def test_an_upstream_without_a_key_has_one_keyless_slot() -> None:
     pool = KeyPool([], 30)
     key = pool.pick()
     assert key is not None and key.value is None and pool.view()[0]["key"] == "(none)"
+
+
+def test_retry_after_in_seconds_or_as_an_http_date() -> None:
+    assert retry_after("7") == 7.0 and retry_after("0.5") == 0.5
+    assert retry_after(None) is None and retry_after("") is None and retry_after("soon") is None
+    assert retry_after("-3") == 0.0 and retry_after("99999") == 3600.0 and retry_after("nan") is None
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 28 <= (retry_after(when) or 0) <= 30
