@@ -13,6 +13,7 @@
     GET    /admin/records[?account=&limit=]        the latest usage records
     GET    /admin/holds[?account=]                 open holds
     GET    /admin/upstreams                        each upstream's breaker and keys (masked), in this process
+    POST   /admin/upstreams/{name}/reset           its breaker closed, its keys usable again (this process)
 
 A top-up with an ``Idempotency-Key`` header is made once: a retried webhook gets the first
 answer again (200 instead of 201), and the key used for other figures is a 409. Amounts are
@@ -281,6 +282,16 @@ async def upstreams(request: web.Request) -> web.Response:
     return json_response({"object": "list", "data": request.app[ROUTER].view()})
 
 
+@admin
+async def reset_upstream(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    health = request.app[ROUTER].health.get(name)
+    if health is None:
+        raise NotFound(f"No upstream {name!r} is in use; GET /admin/upstreams lists them", param="name")
+    health.reset()
+    return json_response({"upstream": name, **health.view()})
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/admin/accounts", list_accounts)
@@ -296,3 +307,4 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/admin/records", records)
     r.add_get("/admin/holds", holds)
     r.add_get("/admin/upstreams", upstreams)
+    r.add_post("/admin/upstreams/{name}/reset", reset_upstream)

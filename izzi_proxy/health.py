@@ -7,8 +7,9 @@ failure opens it again. A 4xx that is the client's fault is not the upstream's f
 
 **Key pool.** An upstream may have several keys (``api_keys``). They take turns; a key that
 got a 429 cools down on its own for the upstream's ``Retry-After`` (or ``key_cooldown_s``),
-and a key the upstream refused (401, 403) is disabled until the gateway restarts. The
-others carry on. Keys are shown only masked.
+and a key the upstream refused (401, 403) is disabled until the gateway restarts or the
+operator resets the upstream (``POST /admin/upstreams/{name}/reset``). The others carry
+on. Keys are shown only masked.
 
 State is per process (each process learns its upstreams' health on its own).
 """
@@ -57,6 +58,9 @@ class Breaker:
         if self.state == "half_open" or self._failures >= self._limit:
             self.state, self.opened_at, self._probing = "open", self._clock(), False
 
+    def reset(self) -> None:
+        self.state, self._failures, self._probing, self.opened_at = "closed", 0, False, 0.0
+
     def release(self) -> None:
         """The probe ended neither way (the client's own fault, say): let another one in."""
         self._probing = False
@@ -100,6 +104,11 @@ class KeyPool:
     def disable(self, key: PooledKey, why: str) -> None:
         key.disabled = why
 
+    def reset(self) -> None:
+        """Every key usable again (the operator fixed what the upstream refused)."""
+        for key in self.keys:
+            key.cooled_until, key.disabled = 0.0, None
+
     def ready_in(self) -> float | None:
         """Seconds until a cooling key is usable again; None when every key is disabled."""
         now = self._clock()
@@ -127,3 +136,7 @@ class UpstreamHealth:
 
     def view(self) -> dict[str, Any]:
         return {"breaker": self.breaker.view(), "keys": self.keys.view()}
+
+    def reset(self) -> None:
+        self.breaker.reset()
+        self.keys.reset()

@@ -12,6 +12,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anthropic
 import openai
 import orjson
@@ -210,13 +211,24 @@ def admin_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IZZI_ADMIN_TOKEN", ADMIN_TOKEN)
 
 
+async def admin(gateway: Gateway, method: str, path: str) -> dict[str, Any]:
+    """The admin API's answer (asserted 200)."""
+    headers = {"Authorization": "Bearer " + ADMIN_TOKEN}
+    body = {} if method == "POST" else None
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, str(gateway.server.make_url(path)), json=body, headers=headers) as response,
+    ):
+        assert response.status == 200, f"{response.status}: {await response.text()}"
+        return await response.json()
+
+
+async def admin_post(gateway: Gateway, path: str) -> dict[str, Any]:
+    return await admin(gateway, "POST", path)
+
+
 async def admin_view(gateway: Gateway) -> dict[str, Any]:
-    async with gateway.client() as client:
-        response = await client._client.get(  # type: ignore[attr-defined]
-            str(gateway.server.make_url("/admin/upstreams")), headers={"Authorization": "Bearer " + ADMIN_TOKEN}
-        )
-    assert response.status_code == 200, response.text
-    return {v["upstream"]: v for v in response.json()["data"]}
+    return {v["upstream"]: v for v in (await admin(gateway, "GET", "/admin/upstreams"))["data"]}
 
 
 async def test_the_breaker_opens_skips_and_recovers(
@@ -320,6 +332,15 @@ async def test_a_key_pool_rotates_rests_and_disables_keys_on_their_own(
     assert view["keys"][2]["disabled_because"] == "HTTP 401"
     assert all(not any(secret in str(k) for secret in keys.values()) for k in view["keys"])
     assert view["breaker"]["state"] == "closed"
+    # the operator fixed the keys: a reset makes them all usable again, in turn
+    reset = await admin_post(gateway, "/admin/upstreams/pool/reset")
+    assert [k["state"] for k in reset["keys"]] == ["ready"] * 4
+    with pytest.raises(AssertionError, match="404"):
+        await admin_post(gateway, "/admin/upstreams/nope/reset")
+    seen.clear()
+    await ask(gateway, "chat", "pooled", stream=False)
+    await ask(gateway, "chat", "pooled", stream=False)
+    assert seen[0] == "sk-pool-limited-000000"  # the turn goes on from where it was, every key in it again
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
