@@ -3,6 +3,7 @@ anthropic SDK; and the mock upstream answering every model."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import aiohttp
@@ -16,6 +17,7 @@ from izzi_proxy.config import DEFAULT_CONFIG, load_config
 from izzi_proxy.keys import CONFIG
 from tests.conftest import Gateway, start_gateway
 from tests.e2e.shapes import assert_anthropic_error, assert_openai_error
+from tests.e2e.test_failover import ask
 
 
 @pytest.fixture
@@ -67,6 +69,22 @@ async def test_mock_answers_every_catalog_model(bundled: Gateway, model: str) ->
         )
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
         assert text == "Echo: Hello!"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("dialect", ["chat", "messages", "responses"])
+async def test_every_catalog_model_from_every_client_format(bundled: Gateway, dialect: str, stream: bool) -> None:
+    """The whole bundled catalog, ``auto`` and the Responses-only codex models included, on
+    the mock upstream (which speaks chat and Responses, as the catalog's routes ask)."""
+    ids = [entry.id for entry in bundled.app[CONFIG].catalog]
+    room = asyncio.Semaphore(6)  # the plan's requests in flight
+
+    async def one(model: str) -> str:
+        async with room:
+            return await ask(bundled, dialect, model, stream, "Hello!")
+
+    answers = await asyncio.gather(*map(one, ids))
+    assert dict(zip(ids, answers, strict=True)) == dict.fromkeys(ids, "Echo: Hello!")
 
 
 async def test_models_need_a_key(bundled: Gateway) -> None:
