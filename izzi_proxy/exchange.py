@@ -1,8 +1,8 @@
 """One upstream answer on its way to the client, and how it gets there, decided once.
 
-The router returns an ``Exchange`` once an upstream has committed to an answer. It owns
-the passthrough-or-translate choice (the client's format is the upstream's, or not), and
-hands out what follows from it: the stream's tap, the plain answer in the client's shape,
+The router returns an ``Exchange`` once an upstream has committed to an answer. It carries
+the passthrough-or-translate choice, made once when the router picked the route's format
+(the client's format is the upstream's, or not), and hands out what follows from it: the stream's tap, the plain answer in the client's shape,
 the client's in-stream error, and the final answer object (which the Responses store
 keeps). The relay, the handlers and the Responses API read it; nobody decides again.
 """
@@ -31,14 +31,13 @@ class Exchange:
     dialect: ClientDialect  # the format the client reads
     parsed: ParsedRequest
     reply: UpstreamReply
+    passthrough: bool  # the upstream's bytes go on as they are (the router's choice)
     attempts: int = 1  # upstream calls made, this one included
     tried: tuple[str, ...] = ()  # what became of the attempts before this one
-    passthrough: bool = field(init=False)
     tap: StreamTap | None = field(init=False)  # a stream's; it sees the whole answer go by
     body: bytes | None = field(default=None, init=False)  # a plain answer, as sent
 
     def __post_init__(self) -> None:
-        self.passthrough = self.wire.name == self.dialect.name
         self.tap = None
         if self.parsed.stream:
             self.tap = (

@@ -44,6 +44,7 @@ class Candidate:
     route: Route
     provider: Provider
     wire: WireFormat
+    passthrough: bool  # the client's format is the wire's: decided here, once, for the exchange
 
 
 class Router:
@@ -94,7 +95,7 @@ class Router:
             else:
                 wire = self.wires.preferred(provider.wire_formats)
             if wire is not None:
-                found.append(Candidate(route, provider, wire))
+                found.append(Candidate(route, provider, wire, wire.name == dialect.name))
         return found
 
     def token_counters(self, entry: ModelEntry) -> list[tuple[Route, CountsTokens]]:
@@ -162,7 +163,7 @@ class Router:
                     tried.append(f"{route.upstream}: skipped, " + (
                         "every key refused" if wait is None else f"every key resting for {wait:.0f} s"))  # fmt: skip
                     break
-                if cand.wire.name == dialect.name:
+                if cand.passthrough:
                     body, call_headers = dialect.upstream_body(parsed, route.model), dict(headers)
                 else:
                     canonical = canonical or dialect.to_canonical(parsed)
@@ -188,7 +189,7 @@ class Router:
                     health.breaker.release()
                     raise
                 health.breaker.success()
-                return Exchange(route, cand.wire, dialect, parsed, reply, calls, tuple(tried))
+                return Exchange(route, cand.wire, dialect, parsed, reply, cand.passthrough, calls, tuple(tried))
         self._exhausted(entry, tried, calls, last)
 
     @staticmethod

@@ -14,7 +14,7 @@ else of the caller's plan), keeping those that:
 - fit the request: its input in their window, and its needs: tools, images, thinking.
 
 Of those, ``rule = "cheapest"`` takes the one whose price for this request (its input
-estimate and its ``max_tokens``) is lowest, the catalog's order breaking ties;
+estimate and its ``max_tokens``) is lowest, the candidates' order breaking ties;
 ``rule = "first"`` the first in ``select.models``' order. The answer names the model as the
 client asked (``auto``); ``x-izzi-model`` and the usage record name the one that served.
 """
