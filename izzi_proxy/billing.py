@@ -156,11 +156,12 @@ class Billing:
 
     # -- the request path ------------------------------------------------------------------
 
-    def bill(self, key: ApiKey, entry: ModelEntry, parsed: ParsedRequest) -> Bill:
+    def bill(self, key: ApiKey, entry: ModelEntry, parsed: ParsedRequest, input_estimate: int) -> Bill:
+        """The request's bill; ``input_estimate`` is ``tokens.estimate_raw`` of its body."""
         prices = entry.prices if self.enabled else FREE
         output_cap = parsed.max_output_tokens or self._billing.default_max_output_tokens
         limits = spend_limits(self._config, key)
-        return Bill(key.account_id, prices, tokens.estimate_raw(parsed.raw), output_cap, limits)
+        return Bill(key.account_id, prices, input_estimate, output_cap, limits)
 
     async def hold(self, bill: Bill, entry: ModelEntry, parsed: ParsedRequest, record: UsageRecord) -> None:
         """Reserve the request's worst case; raises the seed's 402 / 429 when it cannot."""

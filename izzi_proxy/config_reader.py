@@ -84,8 +84,9 @@ class Reader:
     def secret(self, name: str) -> Secret | None:
         self.used.add(name)
         value = self.table.get(name)
-        if value is None:
-            return None
+        return None if value is None else self._secret(name, value)
+
+    def _secret(self, name: str, value: Any) -> Secret:
         if isinstance(value, str) and value.startswith("env:") and len(value) > 4:
             return Secret(value[4:], self.env.get(value[4:]) or None)
         if isinstance(value, Mapping) and set(value) == {"env"} and isinstance(value["env"], str):
@@ -101,13 +102,7 @@ class Reader:
 
     def secrets(self, name: str) -> tuple[Secret, ...]:
         """A list of ``"env:NAME"`` references."""
-        values = self.get(name, list, [])
-        found = []
-        for i, value in enumerate(values):
-            secret = Reader(self.file, self.prefix, {f"{name}[{i}]": value}, self.env).secret(f"{name}[{i}]")
-            if secret is not None:
-                found.append(secret)
-        return tuple(found)
+        return tuple(self._secret(f"{name}[{i}]", value) for i, value in enumerate(self.get(name, list, [])))
 
     def url(self, name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
         value = self.get(name, str, default)

@@ -2,9 +2,10 @@
 
 The router returns an ``Exchange`` once an upstream has committed to an answer. It carries
 the passthrough-or-translate choice, made once when the router picked the route's format
-(the client's format is the upstream's, or not), and hands out what follows from it: the stream's tap, the plain answer in the client's shape,
-the client's in-stream error, and the final answer object (which the Responses store
-keeps). The relay, the handlers and the Responses API read it; nobody decides again.
+(the client's format is the upstream's, or not), and hands out what follows from it: the
+stream's tap, the plain answer in the client's shape, the client's in-stream error, and
+the final answer object (which the Responses store keeps). The relay, the handlers and the
+Responses API read it; nobody decides again.
 """
 
 from __future__ import annotations
@@ -59,8 +60,10 @@ class Exchange:
         return self.body, resp.usage
 
     def error_frame(self, error: GatewayError) -> bytes:
-        """The client's in-stream error (numbered after what went out, where it counts)."""
-        return self.tap.error_frame(error) if self.tap is not None else self.dialect.stream_error(error)
+        """A stream's in-stream error for the client (numbered after what went out, where the
+        format numbers its events)."""
+        assert self.tap is not None, "only a stream ends with an in-stream error"
+        return self.tap.error_frame(error)
 
     def final(self) -> dict[str, Any] | None:
         """The answer's final object as the client got it, where it has one."""

@@ -7,12 +7,12 @@ matched route.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
 
-from izzi_proxy import canonical as c
 from izzi_proxy import relay, selection, tokens
 from izzi_proxy.access import check_model, model_allowed, plan_of
 from izzi_proxy.catalog import ModelEntry
@@ -44,19 +44,14 @@ def resolve(request: web.Request, model: str) -> ModelEntry:
     return entry
 
 
-def choose(request: web.Request, dialect: ClientDialect, parsed: ParsedRequest) -> ModelEntry:
+def choose(request: web.Request, dialect: ClientDialect, parsed: ParsedRequest) -> tuple[ModelEntry, int]:
     """The catalog model that serves the request: the one it names, or (``auto``) the one
-    its selection picks (``selection``); refused here if the input cannot fit its window."""
+    its selection picks (``selection``); refused here if the input cannot fit its window.
+    With it, the input's estimate in tokens (the hold's)."""
     config, key = request.app[CONFIG], request[API_KEY]
     entry = resolve(request, parsed.model)
     check_model(config.limits, key, entry)
-    canonical: list[c.Request] = []
-
-    def as_canonical() -> c.Request:
-        if not canonical:
-            canonical.append(dialect.to_canonical(parsed))
-        return canonical[0]
-
+    as_canonical = functools.cache(lambda: dialect.to_canonical(parsed))  # only if asked
     estimate = tokens.estimate_raw(parsed.raw)
     if entry.select is not None:
         output = parsed.max_output_tokens or config.billing.default_max_output_tokens
@@ -69,7 +64,7 @@ def choose(request: web.Request, dialect: ClientDialect, parsed: ParsedRequest) 
             plan_tiers=plan_of(config.limits, key).tiers,
         )
     selection.check_context(entry, estimate, as_canonical)
-    return entry
+    return entry, estimate
 
 
 async def add_model_header(request: web.Request, response: web.StreamResponse) -> None:
@@ -89,10 +84,10 @@ class Generated:
 async def generate(request: web.Request, dialect: ClientDialect, parsed: ParsedRequest) -> Generated:
     """Route a parsed request, relay the answer (passthrough or translated), meter it."""
     record = request[RECORD]
-    entry = choose(request, dialect, parsed)
+    entry, estimate = choose(request, dialect, parsed)
     record.model, record.requested_model, record.stream = entry.id, parsed.model, parsed.stream
     billing = request.app[BILLING]
-    bill = request[BILL] = billing.bill(request[API_KEY], entry, parsed)
+    bill = request[BILL] = billing.bill(request[API_KEY], entry, parsed, estimate)
     await billing.hold(bill, entry, parsed, record)  # durable before the upstream is asked
     headers = dialect.forward_headers(request.headers)
     try:

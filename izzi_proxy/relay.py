@@ -91,7 +91,7 @@ async def relay_stream(
     status is set once the answer's last frame is out: whatever the connections do after
     that (a client that hangs up at once, an upstream slow to close) changes nothing."""
     reply, tap = exchange.reply, exchange.tap
-    assert tap is not None, "a stream's exchange has its tap"
+    assert tap is not None, "a stream's exchange has its tap"  # (for the type checker)
     response = web.StreamResponse(status=reply.status, headers=SSE_HEADERS)
     streams = request.app[STREAMS]
     streams.add(task := asyncio.current_task())

@@ -52,34 +52,30 @@ class Router:
         self._providers = upstreams.providers
         self._unavailable = upstreams.unavailable
         self.wires = upstreams.wires
-        self._routing = config.routing
-        r = config.routing
+        self._routing = r = config.routing
         self.health = {
             name: UpstreamHealth(
                 Breaker(r.breaker_failures, r.breaker_open_s),
-                KeyPool(config.upstreams[name].key_values() if name in config.upstreams else (), r.key_cooldown_s),
+                KeyPool(config.upstreams[name].key_values(), r.key_cooldown_s),
             )
             for name in self._providers
         }
-        self._check_wires(config)
-
-    def _check_wires(self, config: Config) -> None:
-        """A route's ``wire`` must be a known format its upstream speaks: found at start."""
         for entry in config.catalog:
             for i, route in enumerate(entry.routes):
-                provider = self._providers.get(route.upstream)
-                if route.wire is None or provider is None:
-                    continue
-                problem = (
-                    f"no wire format {route.wire!r} is installed (known: {', '.join(self.wires)})"
-                    if route.wire not in self.wires
-                    else None
-                    if route.wire in provider.wire_formats
-                    else f"upstream {route.upstream!r} does not speak {route.wire!r} "
-                    f"(it speaks {', '.join(sorted(provider.wire_formats))})"
-                )
-                if problem:
+                if problem := self._wire_problem(route):
                     raise ConfigError("models.toml", f'models."{entry.id}".routes[{i}]', problem)
+
+    def _wire_problem(self, route: Route) -> str | None:
+        """Why a route's ``wire`` cannot be spoken (found at start), or None."""
+        provider = self._providers.get(route.upstream)
+        if route.wire is None or provider is None:
+            return None
+        if route.wire not in self.wires:
+            return f"no wire format {route.wire!r} is installed (known: {', '.join(self.wires)})"
+        if route.wire not in provider.wire_formats:
+            spoken = ", ".join(sorted(provider.wire_formats))
+            return f"upstream {route.upstream!r} does not speak {route.wire!r} (it speaks {spoken})"
+        return None
 
     def candidates(self, entry: ModelEntry, dialect: ClientDialect) -> list[Candidate]:
         """Usable routes in order, each with the format to speak to it."""

@@ -32,7 +32,8 @@ from izzi_proxy.errors import InvalidRequest, UpstreamError
 
 @dataclass(frozen=True, slots=True)
 class Needs:
-    input_tokens: int  # the hold's estimate (generous)
+    input_tokens: int  # the hold's estimate (generous): what the price is reckoned on
+    input_floor: int  # what the input surely is (``tokens.estimate_input_floor``): what must fit
     output_tokens: int
     tools: bool = False
     images: bool = False
@@ -45,15 +46,17 @@ class Needs:
             for m in req.messages
             for p in m.parts
         )
-        return cls(input_tokens, output_tokens, bool(req.tools), images, req.reasoning is not None)
+        floor = tokens.estimate_input_floor(req)
+        return cls(input_tokens, floor, output_tokens, bool(req.tools), images, req.reasoning is not None)
 
     def unmet(self, entry: ModelEntry) -> str | None:
-        if self.tools and not entry.tools:
-            return "tools"
-        if self.images and not entry.vision:
-            return "images"
-        if self.thinking and not entry.reasoning:
-            return "thinking"
+        """What the model lacks for the request, or None."""
+        if entry.context_window is not None and self.input_floor > entry.context_window:
+            return "too short a context"
+        for need, has, name in ((self.tools, entry.tools, "tools"), (self.images, entry.vision, "images"),
+                                (self.thinking, entry.reasoning, "thinking")):  # fmt: skip
+            if need and not has:
+                return f"no {name}"
         return None
 
 
@@ -93,13 +96,10 @@ def select(
     for model in pool:
         if model.select is not None:
             continue
-        reason = (
-            "not in the plan" if not allowed(model)
-            else "too short a context" if model.context_window is not None and needs.input_tokens > model.context_window
-            else f"no {unmet}" if (unmet := needs.unmet(model))
-            else "no healthy upstream" if not healthy(model)
-            else None
-        )  # fmt: skip
+        if not allowed(model):
+            reason: str | None = "not in the plan"
+        else:
+            reason = needs.unmet(model) or (None if healthy(model) else "no healthy upstream")
         if reason is None:
             fit.append(model)
         else:

@@ -9,6 +9,7 @@ upstream answered after how many attempts.
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from izzi_proxy.config import load_config
+from izzi_proxy.config import ConfigError, load_config
 from tests.conftest import Gateway, start_gateway, write_config
 
 OK = "b:upstream-ok"
@@ -356,3 +357,16 @@ async def test_a_codex_model_on_the_chat_endpoint_is_refused_as_openai_does(gw: 
     with pytest.raises(openai.BadRequestError) as caught:
         await ask(gw, "chat", "codex-on-chat", stream=False)
     assert "only supported in v1/responses" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("wire", "problem"),
+    [("responses", "upstream 'chatonly' does not speak 'openai_responses' (it speaks openai_chat)"),
+     ("gemini", "no wire format 'gemini' is installed")],
+)  # fmt: skip
+async def test_a_route_wire_that_cannot_be_spoken_stops_the_start(
+    aiohttp_server, upstream, tmp_path: Path, upstream_env: None, wire: str, problem: str
+) -> None:
+    path = write_config(tmp_path, str(upstream.make_url("/v1")), models={"x": [{"route": "chatonly:m", "wire": wire}]})
+    with pytest.raises(ConfigError, match=re.escape(f'models."x".routes[0]: {problem}')):
+        await start_gateway(aiohttp_server, load_config(path), upstream)

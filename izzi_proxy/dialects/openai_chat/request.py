@@ -285,6 +285,16 @@ def _content(parts: list[c.Part]) -> str | list[dict[str, Any]]:
     return out
 
 
+def sampling(req: c.Request, target: c.Target) -> dict[str, float]:
+    """``temperature`` and ``top_p`` as the request gives them; OpenAI's reasoning models
+    take neither (so toward them both are dropped)."""
+    if target.reasoning:
+        return {}
+    return {
+        name: value for name, value in (("temperature", req.temperature), ("top_p", req.top_p)) if value is not None
+    }
+
+
 def from_canonical(req: c.Request, target: c.Target) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     if req.system:
@@ -322,12 +332,8 @@ def from_canonical(req: c.Request, target: c.Target) -> dict[str, Any]:
     body: dict[str, Any] = {"model": target.model, "messages": messages}
     if req.max_tokens is not None:
         body["max_completion_tokens" if target.reasoning else "max_tokens"] = req.max_tokens
-    if not target.reasoning:  # OpenAI's reasoning models take neither
-        if req.temperature is not None:
-            body["temperature"] = req.temperature
-        if req.top_p is not None:
-            body["top_p"] = req.top_p
-    elif req.reasoning is not None:
+    body.update(sampling(req, target))
+    if target.reasoning and req.reasoning is not None:
         body["reasoning_effort"] = effort_of(req.reasoning)
     if req.stop:
         body["stop"] = req.stop[:MAX_STOP_SEQUENCES]

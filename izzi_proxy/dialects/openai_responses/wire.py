@@ -19,7 +19,7 @@ import msgspec
 from izzi_proxy import canonical as c
 from izzi_proxy import sse
 from izzi_proxy.dialects import data_url
-from izzi_proxy.dialects.openai_chat.request import effort_of
+from izzi_proxy.dialects.openai_chat.request import effort_of, sampling
 from izzi_proxy.dialects.openai_responses.response import WireUsage, usage_from_wire
 from izzi_proxy.dialects.tool_ids import openai_id
 from izzi_proxy.errors import UpstreamConnectionError, UpstreamError
@@ -138,12 +138,8 @@ def from_canonical(req: c.Request, target: c.Target) -> dict[str, Any]:
     body["input"] = _input(req)
     if req.max_tokens is not None:
         body["max_output_tokens"] = max(req.max_tokens, MIN_OUTPUT_TOKENS)
-    if not target.reasoning:  # OpenAI's reasoning models take neither
-        if req.temperature is not None:
-            body["temperature"] = req.temperature
-        if req.top_p is not None:
-            body["top_p"] = req.top_p
-    elif req.reasoning is not None:
+    body.update(sampling(req, target))
+    if target.reasoning and req.reasoning is not None:
         body["reasoning"] = {"effort": effort_of(req.reasoning), "summary": "auto"}
     if req.stop:
         dropped.add("stop")

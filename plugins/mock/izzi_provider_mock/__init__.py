@@ -69,10 +69,13 @@ class MockProvider:
         pass
 
     async def send(self, call: UpstreamCall) -> UpstreamReply:
-        responses = call.wire_format == "openai_responses"
-        script = (
-            ResponseScript(call.body, chunks=self.chunks) if responses else ChatScript(call.body, chunks=self.chunks)
-        )
+        script: ChatScript | ResponseScript
+        if call.wire_format == "openai_responses":
+            script = ResponseScript(call.body, chunks=self.chunks)
+            answer = script.response
+        else:
+            script = ChatScript(call.body, chunks=self.chunks)
+            answer = script.completion
         if self.first_byte_delay_s:
             await asyncio.sleep(self.first_byte_delay_s)
         if script.error_status:
@@ -80,8 +83,7 @@ class MockProvider:
                 self.name, script.error_status, script.error_body(script.error_status)["error"]["message"]
             )
         if not call.stream:
-            answer = script.response() if isinstance(script, ResponseScript) else script.completion()
-            return UpstreamReply(200, _HEADERS, orjson.dumps(answer))
+            return UpstreamReply(200, _HEADERS, orjson.dumps(answer()))
         frames = script.frames()
         head = next(frames)
         return UpstreamReply(200, _SSE_HEADERS, head, self._rest(frames))
