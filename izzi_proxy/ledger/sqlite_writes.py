@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -31,10 +32,24 @@ INLINE_CHECKPOINT = 500  # transactions on the loop's connection between two WAL
 
 def setup(db: sqlite3.Connection, busy_timeout_ms: int = 10000, autocheckpoint: int = 1000) -> None:
     db.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-    db.execute("PRAGMA journal_mode = WAL")
+    _wal(db, max(busy_timeout_ms / 1000, 1.0))
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("PRAGMA foreign_keys = ON")
     db.execute(f"PRAGMA wal_autocheckpoint = {autocheckpoint}")
+
+
+def _wal(db: sqlite3.Connection, patience_s: float) -> None:
+    """WAL mode. Switching a new database to it while another process does the same can be
+    refused at once (SQLITE_BUSY, with no busy handler called): tried again until then."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if not busy(err) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def wal_checkpoint(db: sqlite3.Connection) -> None:
