@@ -7,7 +7,17 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from izzi_proxy import account_api, admin_api, handlers, middleware, models_api, openapi, relay, responses_api
+from izzi_proxy import (
+    account_api,
+    admin_api,
+    gemini_api,
+    handlers,
+    middleware,
+    models_api,
+    openapi,
+    relay,
+    responses_api,
+)
 from izzi_proxy.billing import Billing
 from izzi_proxy.config import Config
 from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
@@ -76,6 +86,9 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
         app.router.add_get(f"{prefix}/models", models_api.list_models)
         app.router.add_get(f"{prefix}/models/{{model:.+}}", models_api.get_model)
         app.router.add_get(f"{prefix}/me", account_api.me)
+    gemini_api.add_routes(app)
+    app.router.add_get("/v1beta/models", models_api.list_gemini_models)
+    app.router.add_get("/v1beta/models/{model}", models_api.get_gemini_model)
     admin_api.add_routes(app)
     app.router.add_get("/healthz", handlers.health)
     app.router.add_get("/openapi.json", openapi.serve)

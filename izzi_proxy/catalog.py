@@ -91,6 +91,21 @@ class ModelEntry:
             **{k: v for k, v in self.to_openai(0).items() if k in ("tier", "pricing", "aliases", "reasoning")},
         }
 
+    def to_gemini(self) -> dict:
+        """Gemini's ``Model`` (``models/<id>``, with the methods this gateway serves for it),
+        plus the same pricing, tier and aliases."""
+        return {
+            "name": f"models/{self.id}",
+            "baseModelId": self.id,
+            "version": "izzi",
+            "displayName": self.name,
+            "description": f"{self.name} through Izzi Gateway ({self.tier} tier)",
+            "inputTokenLimit": self.context_window,
+            "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
+            "thinking": self.reasoning,
+            **{k: v for k, v in self.to_openai(0).items() if k in ("tier", "pricing", "aliases")},
+        }
+
 
 class Catalog:
     """Models by id, with alias, vendor-spelling and family resolution."""

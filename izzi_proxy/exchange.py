@@ -53,7 +53,7 @@ class Exchange:
         """A plain answer in the client's shape (the upstream's bytes but for the model's
         name, in passthrough), and its usage."""
         if self.passthrough:
-            self.body = echo_in_body(body, self.parsed.model)
+            self.body = echo_in_body(body, self.parsed.model, self.dialect.model_field)
             return self.body, self.dialect.usage_of_body(body)
         resp = self.wire.parse_response(body, self.route.upstream)
         self.body = self.dialect.render_response(resp, self.parsed)

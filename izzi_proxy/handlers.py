@@ -127,21 +127,30 @@ async def count_tokens(request: web.Request) -> web.Response:
     parsed = ANTHROPIC_MESSAGES.parse_count_tokens(read_body(request))
     entry = resolve(request, parsed.model)
     check_model(request.app[CONFIG].limits, request[API_KEY], entry)
-    record = request[RECORD]
-    record.model, record.requested_model = entry.id, parsed.model
     headers = ANTHROPIC_MESSAGES.forward_headers(request.headers)
+    counted, how = await count_input(request, entry, parsed.model, parsed.body, headers)
+    return json_response({"input_tokens": counted}, headers={TOKEN_COUNT_HEADER: how})
+
+
+async def count_input(
+    request: web.Request, entry: ModelEntry, asked: str, body: dict, headers: dict[str, str]
+) -> tuple[int, str]:
+    """The input tokens of an Anthropic Messages ``body`` for ``entry``, and how they were
+    counted: ``exact`` by an upstream that counts (the first of the model's that answers),
+    else ``estimated`` here. The request's record names the model (and the upstream)."""
+    record = request[RECORD]
+    record.model, record.requested_model = entry.id, asked
     counters = request.app[ROUTER].token_counters(entry)
     for i, (route, counter) in enumerate(counters):
         try:
-            counted = await counter.count_tokens({**parsed.body, "model": route.model}, headers)
+            counted = await counter.count_tokens({**body, "model": route.model}, headers)
         except UpstreamError as err:
             if err.retryable and i < len(counters) - 1:
                 continue
             raise
         record.upstream, record.upstream_model = route.upstream, route.model
-        return json_response({"input_tokens": counted}, headers={TOKEN_COUNT_HEADER: "exact"})
-    estimated = tokens.estimate_messages_body(parsed.body)
-    return json_response({"input_tokens": estimated}, headers={TOKEN_COUNT_HEADER: "estimated"})
+        return counted, "exact"
+    return tokens.estimate_messages_body(body), "estimated"
 
 
 @endpoint(OPENAI_CHAT, public=True)

@@ -32,11 +32,7 @@ from izzi_proxy.pricing import credits
 
 log = logging.getLogger("izzi.relay")
 
-SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{\s*(\}?)')
@@ -92,7 +88,8 @@ async def relay_stream(
     that (a client that hangs up at once, an upstream slow to close) changes nothing."""
     reply, tap = exchange.reply, exchange.tap
     assert tap is not None, "a stream's exchange has its tap"  # (for the type checker)
-    response = web.StreamResponse(status=reply.status, headers=SSE_HEADERS)
+    headers = {"Content-Type": exchange.parsed.stream_type, **STREAM_HEADERS}
+    response = web.StreamResponse(status=reply.status, headers=headers)
     streams = request.app[STREAMS]
     streams.add(task := asyncio.current_task())
     try:

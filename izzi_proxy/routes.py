@@ -18,6 +18,7 @@ from aiohttp.web_urldispatcher import SystemRoute
 
 from izzi_proxy.dialects import ClientDialect
 from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
+from izzi_proxy.dialects.gemini import GEMINI
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -35,6 +36,7 @@ class RouteInfo:
     # for clients that send anthropic-version)
     by_header: tuple[tuple[str, ClientDialect], ...] = ()
     admin: bool = False  # needs the admin token (IZZI_ADMIN_TOKEN), not an API key
+    key_in_query: bool = False  # the key may come as ``?key=`` (Google's Gemini API allows it)
 
     def dialect_for(self, request: web.Request) -> ClientDialect:
         for header, dialect in self.by_header:
@@ -54,8 +56,9 @@ def endpoint(
     limit: str = "requests",
     by_header: tuple[tuple[str, ClientDialect], ...] = (),
     admin: bool = False,
+    key_in_query: bool = False,
 ) -> Callable[[Handler], Handler]:
-    info = RouteInfo(dialect, public, metered, limit, by_header, admin)
+    info = RouteInfo(dialect, public, metered, limit, by_header, admin, key_in_query)
 
     def tag(handler: Handler) -> Handler:
         setattr(handler, _ATTRIBUTE, info)
@@ -73,10 +76,16 @@ def route_info(request: web.Request) -> RouteInfo | None:
     return info if isinstance(info, RouteInfo) else UNTAGGED
 
 
-_SYSTEM_ROUTES = RouteInfo(OPENAI_CHAT, by_header=(("anthropic-version", ANTHROPIC_MESSAGES),))
+GEMINI_HEADER = "x-goog-api-key"  # the Gemini API's key header: a request that sends it speaks Gemini
+GEMINI_PREFIX = "/v1beta/"  # only Google's Gemini API lives under it
+_SYSTEM_ROUTES = RouteInfo(OPENAI_CHAT, by_header=(("anthropic-version", ANTHROPIC_MESSAGES), (GEMINI_HEADER, GEMINI)))
 
 
 def dialect_of(request: web.Request) -> ClientDialect:
     """The dialect a request's answers and errors are written in. An unknown route or a
-    wrong method is answered in Anthropic's shape to a request that says it speaks it."""
-    return (route_info(request) or _SYSTEM_ROUTES).dialect_for(request)
+    wrong method is answered in Anthropic's shape to a request that says it speaks it, and
+    in Google's to one under ``/v1beta/`` or with Gemini's key header."""
+    info = route_info(request)
+    if info is None and request.path.startswith(GEMINI_PREFIX):
+        return GEMINI
+    return (info or _SYSTEM_ROUTES).dialect_for(request)

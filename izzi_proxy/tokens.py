@@ -143,13 +143,20 @@ OUTPUT_FIELDS = {
     "openai_chat": re.compile(rb'"(?:content|reasoning_content|reasoning|refusal|arguments)"' + _STRING),
     "anthropic_messages": re.compile(rb'"(?:text|thinking|partial_json)"' + _STRING),
     "openai_responses": re.compile(rb'"delta"' + _STRING),
+    # Gemini: text parts, and a function call's arguments (an object, written whole in one
+    # line: counted from its key to the line's end, a little over)
+    "gemini": re.compile(rb'"text"' + _STRING + rb'|"args"\s*:\s*(\{[^\r\n]*)'),
 }
 ANSWER_FIELDS = re.compile(rb'"(?:content|text|thinking|reasoning_content|refusal|arguments)"' + _STRING)
 
 
 def output_bytes(pattern: re.Pattern[bytes], data: bytes) -> int:
-    """How many bytes of model output the matching string values in ``data`` hold."""
-    return sum(map(len, pattern.findall(data)))
+    """How many bytes of model output the matching string values in ``data`` hold (the
+    pattern's one group, or whichever of its groups matched)."""
+    found = pattern.findall(data)
+    if pattern.groups > 1:
+        return sum(len(a) + len(b) for a, b in found)
+    return sum(map(len, found))
 
 
 def tokens_of_bytes(size: int) -> int:

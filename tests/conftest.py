@@ -22,10 +22,11 @@ from izzi_proxy.config import Config, load_config
 from izzi_proxy.keys import LEDGER, USAGE_WRITER
 from izzi_proxy.ledger import Ledger, UsageRecord
 from izzi_proxy.pricing import MICRO
-from izzi_proxy.testing import RECEIVED, Received, fake_anthropic_app, fake_openai_app
+from izzi_proxy.testing import RECEIVED, Received, fake_anthropic_app, fake_gemini_app, fake_openai_app
 
 UPSTREAM_KEY = "sk-upstream-test"
 ANTHROPIC_KEY = "sk-ant-upstream-test"
+GEMINI_KEY = "gemini-upstream-test"
 
 # Client model id -> the fake upstream's model name, which picks its scenario.
 TEST_MODELS: dict[str, list[str | dict[str, str]]] = {
@@ -67,6 +68,13 @@ TEST_MODELS: dict[str, list[str | dict[str, str]]] = {
     "claude-linger": ["claude:claude-linger"],
     "claude-abort": ["claude:abort_after_2"],
     "claude-fallback": ["claude:error_529", "fake:upstream-fallback-ok"],
+    # Gemini-format upstream (Google's API; gemini-3 names make the fake check thought signatures)
+    "gemini-flash": ["gemini:gemini-2.5-flash-echo"],
+    "gemini-tools": ["gemini:gemini-3-tools"],
+    "gemini-thinking": ["gemini:gemini-3-thinking-tools"],
+    "gemini-error-400": ["gemini:error_400"],
+    "gemini-stream-error": ["gemini:gemini-3-stream_error_after_2"],
+    "gemini-fallback": ["gemini:error_503", "fake:upstream-fallback-ok"],
     # named as in the real catalog, served under the vendor's own spelling; the fakes call
     # the tools offered and keep a stream open after its end, as real upstreams may (what the
     # real CLIs in test_real_clients.py meet)
@@ -126,6 +134,7 @@ REASONING = {
     "claude-redacted",
     "claude",
     "claude-sonnet-4.5",
+    "gemini-thinking",
 }
 
 
@@ -140,6 +149,7 @@ def write_config(
     upstream_url: str,
     *,
     anthropic_url: str = "http://127.0.0.1:9/",
+    gemini_url: str = "http://127.0.0.1:9/v1beta",
     server: str = "",
     models: dict[str, list[str | dict[str, str]]] | None = None,
     extra_upstreams: str = "",
@@ -198,6 +208,13 @@ base_url = "{anthropic_url}"
 api_key = "env:IZZI_TEST_ANTHROPIC_KEY"
 first_byte_timeout_s = 1
 idle_timeout_s = 1
+
+[upstreams.gemini]
+kind = "gemini"
+base_url = "{gemini_url}"
+api_key = "env:IZZI_TEST_GEMINI_KEY"
+first_byte_timeout_s = 1
+idle_timeout_s = 1
 {extra_upstreams}
 {extra if "[routing]" in extra else extra + ROUTING}
 """
@@ -223,6 +240,7 @@ class Gateway:
     key: str
     upstream: TestServer | None
     anthropic_upstream: TestServer | None = None
+    gemini_upstream: TestServer | None = None
 
     @property
     def url(self) -> str:
@@ -241,6 +259,19 @@ class Gateway:
     def anthropic_received(self) -> list[Received]:
         assert self.anthropic_upstream is not None
         return self.anthropic_upstream.app[RECEIVED]
+
+    @property
+    def gemini_received(self) -> list[Received]:
+        assert self.gemini_upstream is not None
+        return self.gemini_upstream.app[RECEIVED]
+
+    def gemini(self, api_version: str = "v1beta", **kwargs):
+        """The google-genai SDK pointed at the gateway (``client.aio`` for asyncio)."""
+        from google import genai
+        from google.genai import types
+
+        options = types.HttpOptions(base_url=str(self.server.make_url("")), api_version=api_version)
+        return genai.Client(api_key=kwargs.pop("api_key", self.key), http_options=options, **kwargs)
 
     def anthropic(self, **kwargs) -> anthropic.AsyncAnthropic:
         """The anthropic SDK pointed at the gateway (its base URL has no /v1)."""
@@ -276,6 +307,7 @@ class Gateway:
 def upstream_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IZZI_TEST_UPSTREAM_KEY", UPSTREAM_KEY)
     monkeypatch.setenv("IZZI_TEST_ANTHROPIC_KEY", ANTHROPIC_KEY)
+    monkeypatch.setenv("IZZI_TEST_GEMINI_KEY", GEMINI_KEY)
     monkeypatch.delenv("IZZI_TEST_UNSET_KEY", raising=False)
 
 
@@ -287,6 +319,11 @@ async def upstream(aiohttp_server) -> TestServer:
 @pytest.fixture
 async def anthropic_upstream(aiohttp_server) -> TestServer:
     return await aiohttp_server(fake_anthropic_app(api_key=ANTHROPIC_KEY))
+
+
+@pytest.fixture
+async def gemini_upstream(aiohttp_server) -> TestServer:
+    return await aiohttp_server(fake_gemini_app(api_key=GEMINI_KEY))
 
 
 async def start_gateway(
@@ -307,11 +344,22 @@ async def start_gateway(
 
 @pytest.fixture
 async def gateway(
-    aiohttp_server, upstream: TestServer, anthropic_upstream: TestServer, tmp_path: Path, upstream_env: None
+    aiohttp_server,
+    upstream: TestServer,
+    anthropic_upstream: TestServer,
+    gemini_upstream: TestServer,
+    tmp_path: Path,
+    upstream_env: None,
 ) -> Gateway:
-    path = write_config(tmp_path, str(upstream.make_url("/v1")), anthropic_url=str(anthropic_upstream.make_url("")))
+    path = write_config(
+        tmp_path,
+        str(upstream.make_url("/v1")),
+        anthropic_url=str(anthropic_upstream.make_url("")),
+        gemini_url=str(gemini_upstream.make_url("/v1beta")),
+    )
     gateway = await start_gateway(aiohttp_server, load_config(path), upstream)
     gateway.anthropic_upstream = anthropic_upstream
+    gateway.gemini_upstream = gemini_upstream
     return gateway
 
 

@@ -31,6 +31,7 @@ class ParsedRequest:
     typed: Any = None  # the dialect's validated view of the body
     max_output_tokens: int | None = None  # what the client allows the answer (None: not said)
     raw: bytes = b""  # what the model reads, as the client sent it (the hold's input estimate)
+    stream_type: str = "text/event-stream; charset=utf-8"  # a stream's Content-Type
 
 
 class StreamTap(Protocol):
@@ -63,11 +64,12 @@ class WatchingTap:
     every chunk go on as it came. Anthropic's and Responses' streams need nothing hidden."""
 
     NOTABLE: tuple[bytes, ...] = ()
+    MODEL_FIELD = "model"  # the key that names the model in the format's events
     final: dict[str, Any] | None = None
     __slots__ = ("_echo", "_lines", "done", "error", "usage", "usage_final")
 
     def __init__(self, model: str) -> None:
-        self._echo = ModelEcho(model)
+        self._echo = ModelEcho(model, self.MODEL_FIELD)
         self._lines = sse.LineSplitter()
         self.usage: c.Usage | None = None
         self.usage_final = False
@@ -112,6 +114,7 @@ class StreamRenderer(Protocol):
 
 class ClientDialect(Protocol):
     name: str  # the format's name; an upstream of the wire format of this name passes through
+    model_field: str  # the answer's key that names the model (echoed as the client asked it)
 
     # the client side
     def parse(self, raw: bytes) -> ParsedRequest: ...

@@ -16,21 +16,30 @@ import re
 
 import orjson
 
-_MODEL = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
+_PATTERNS: dict[str, re.Pattern[bytes]] = {}
 
 
-def model_key(model: str) -> bytes:
-    return b'"model":' + orjson.dumps(model)
+def _pattern(field: str) -> re.Pattern[bytes]:
+    """The key and string value of ``field`` (``model``; Gemini's ``modelVersion``)."""
+    found = _PATTERNS.get(field)
+    if found is None:
+        found = _PATTERNS[field] = re.compile(b'"' + re.escape(field.encode()) + rb'"\s*:\s*"(?:[^"\\]|\\.)*"')
+    return found
+
+
+def model_key(model: str, field: str = "model") -> bytes:
+    return b'"' + field.encode() + b'":' + orjson.dumps(model)
 
 
 class ModelEcho:
     """Renames the model in a passthrough stream, chunk by chunk. A chunk's unfinished last
     line is held back until its end arrives (no key is ever split across two chunks)."""
 
-    __slots__ = ("_carry", "_new", "_old")
+    __slots__ = ("_carry", "_new", "_old", "_pattern")
 
-    def __init__(self, asked: str) -> None:
-        self._new = model_key(asked)
+    def __init__(self, asked: str, field: str = "model") -> None:
+        self._pattern = _pattern(field)
+        self._new = model_key(asked, field)
         self._old: bytes | None = None  # the upstream's key and value once seen; b"" if the same
         self._carry = b""
 
@@ -57,16 +66,17 @@ class ModelEcho:
         return data[:end]
 
     def _learn(self, data: bytes) -> bytes:
-        if (found := _MODEL.search(data)) is None:
+        if (found := self._pattern.search(data)) is None:
             return data
         self._old = b"" if found.group() == self._new else found.group()
         return data.replace(self._old, self._new) if self._old else data
 
 
-def echo_in_body(body: bytes, asked: str) -> bytes:
+def echo_in_body(body: bytes, asked: str, field: str = "model") -> bytes:
     """A plain answer with its (first) ``model`` key naming the asked model: the top-level
-    one, which every API writes before the content."""
-    found = _MODEL.search(body)
+    one, which every API writes before the content (Gemini's ``modelVersion`` after it,
+    but no content part has a key of that name)."""
+    found = _pattern(field).search(body)
     if found is None:
         return body
-    return body[: found.start()] + model_key(asked) + body[found.end() :]
+    return body[: found.start()] + model_key(asked, field) + body[found.end() :]

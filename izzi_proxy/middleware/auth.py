@@ -1,4 +1,6 @@
-"""Authenticate every route not declared public: ``Authorization: Bearer izzi-…`` or ``x-api-key``.
+"""Authenticate every route not declared public: ``Authorization: Bearer izzi-…``,
+``x-api-key`` or ``x-goog-api-key``; on the Gemini API's routes also ``?key=`` (as Google
+allows; the request log writes the path without its query, so the key is never logged).
 
 The presented key is hashed and looked up by its hash; the stored hash is compared in
 constant time (in the ledger). Errors show only a masked form of the key.
@@ -23,13 +25,16 @@ from izzi_proxy.ledger import KEY_PREFIX, mask
 from izzi_proxy.routes import route_info
 
 
-def presented_key(request: web.Request) -> str | None:
+def presented_key(request: web.Request, query: bool = False) -> str | None:
     header = request.headers.get("Authorization")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    return request.headers.get("x-api-key") or None
+    found = request.headers.get("x-api-key") or request.headers.get("x-goog-api-key")
+    if found is None and query:
+        found = request.query.get("key")
+    return found or None
 
 
 ADMIN_TOKEN_ENV = "IZZI_ADMIN_TOKEN"
@@ -64,9 +69,11 @@ def make_auth(config: Config) -> Middleware:
         if info.admin:
             check_admin(request)
             return await handler(request)
-        secret = presented_key(request)
+        secret = presented_key(request, info.key_in_query)
         if secret is None:
-            raise AuthenticationFailed("Missing API key: send it as 'Authorization: Bearer izzi-…' or 'x-api-key'")
+            raise AuthenticationFailed(
+                "Missing API key: send it as 'Authorization: Bearer izzi-…', 'x-api-key' or 'x-goog-api-key'"
+            )
         if not secret.isascii():  # keys are ASCII; the rest is not even shown
             raise AuthenticationFailed("Invalid API key: it holds characters no key has")
         key = await request.app[LEDGER].find_key(secret) if secret.startswith(KEY_PREFIX) else None

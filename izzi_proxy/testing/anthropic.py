@@ -84,7 +84,7 @@ from izzi_proxy.testing.openai import (
     estimate_tokens,
     open_scenario,
     schema_problem,
-    scripted_call,
+    scripted_calls,
     stream_frames,
 )
 
@@ -193,9 +193,11 @@ class MessageScript(ScenarioScript):
         answered = any(isinstance(b, dict) and b.get("type") == "tool_result" for b in self._last_user())
         if "tools" not in self.model or answered:
             return []
-        if scripted := scripted_call(self._user_text(), [t["name"] for t in tools]):
-            name, arguments = scripted
-            return [{"type": "tool_use", "id": f"toolu_{self.id[4:]}0", "name": name, "input": arguments}]
+        if scripted := scripted_calls(self._user_text(), [t["name"] for t in tools]):
+            return [
+                {"type": "tool_use", "id": f"toolu_{self.id[4:]}{i}", "name": name, "input": arguments}
+                for i, (name, arguments) in enumerate(scripted)
+            ]
         return [
             {"type": "tool_use", "id": f"toolu_{self.id[4:]}{i}", "name": tool["name"],
              "input": _sample(tool["input_schema"])}

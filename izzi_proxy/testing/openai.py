@@ -10,7 +10,7 @@ model name contains          behaviour
 ``tools``                    call the offered tools (two at once when two are offered), the
                              arguments streamed in pieces; after tool results, answer with them;
                              a prompt saying ``call <tool> <JSON>`` calls that one tool with
-                             those arguments (``scripted_call``)
+                             those arguments (``scripted_calls``)
 ``error_<status>``           answer that HTTP status with an OpenAI error body (401: the body
                              a wrong key gets, code ``invalid_api_key``; 429: type
                              ``requests``, code ``rate_limit_exceeded``, ``Retry-After: 1``)
@@ -125,9 +125,11 @@ def schema_problem(schema: Any) -> str | None:
 _CALL = re.compile(r"\bcall ([\w.-]+) (?=\{)")
 
 
-def scripted_call(text: str, offered: list[str]) -> tuple[str, dict[str, Any]] | None:
-    """The call a prompt asks for in so many words: ``call <tool> <JSON arguments>``, for a
-    tool that is offered (how tests make a real client run one tool, with set arguments)."""
+def scripted_calls(text: str, offered: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The calls a prompt asks for in so many words: ``call <tool> <JSON arguments>``, each
+    for a tool that is offered (how tests make a real client run one tool, with set
+    arguments; twice in one prompt: parallel calls)."""
+    calls = []
     for found in _CALL.finditer(text):
         if found.group(1) not in offered:
             continue
@@ -136,8 +138,8 @@ def scripted_call(text: str, offered: list[str]) -> tuple[str, dict[str, Any]] |
         except ValueError:
             continue
         if isinstance(arguments, dict):
-            return found.group(1), arguments
-    return None
+            calls.append((found.group(1), arguments))
+    return calls
 
 
 class ScenarioScript:
@@ -255,10 +257,12 @@ class ChatScript(ScenarioScript):
         if not (self.scenario_tools and tools) or (messages and messages[-1].get("role") == "tool"):
             return None
         last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
-        if scripted := scripted_call(_text_of(last_user.get("content"))[0], [t["function"]["name"] for t in tools]):
-            name, arguments = scripted
-            call = {"name": name, "arguments": orjson.dumps(arguments).decode()}
-            return [{"id": f"call_0_{self.id[-6:]}", "type": "function", "function": call}]
+        if scripted := scripted_calls(_text_of(last_user.get("content"))[0], [t["function"]["name"] for t in tools]):
+            return [
+                {"id": f"call_{i}_{self.id[-6:]}", "type": "function",
+                 "function": {"name": name, "arguments": orjson.dumps(arguments).decode()}}
+                for i, (name, arguments) in enumerate(scripted)
+            ]  # fmt: skip
         return [
             {
                 "id": f"call_{i}_{self.id[-6:]}",

@@ -75,7 +75,7 @@ from izzi_proxy.testing.openai import (
     open_scenario,
     openai_error,
     openai_error_body,
-    scripted_call,
+    scripted_calls,
     stream_frames,
     unauthorized,
 )
@@ -177,12 +177,12 @@ class ResponseScript(ScenarioScript):
             items.append({"id": _new_id("ws"), "type": "web_search_call", "status": "completed", "action": action})
         functions = [t for t in tools if t.get("type") == "function"]
         if "tools" in self.model and functions and not self._results():
-            if scripted := scripted_call(self._user()[0], [t["name"] for t in functions]):
-                name, arguments = scripted
-                call = {"id": _new_id("fc"), "type": "function_call", "status": "completed", "name": name,
-                        "call_id": "call_" + secrets.token_hex(12),
-                        "arguments": orjson.dumps(arguments).decode()}  # fmt: skip
-                return [*items, call]
+            if scripted := scripted_calls(self._user()[0], [t["name"] for t in functions]):
+                return items + [
+                    {"id": _new_id("fc"), "type": "function_call", "status": "completed", "name": name,
+                     "call_id": "call_" + secrets.token_hex(12), "arguments": orjson.dumps(arguments).decode()}
+                    for name, arguments in scripted
+                ]  # fmt: skip
             return items + [
                 {"id": _new_id("fc"), "type": "function_call", "status": "completed",
                  "call_id": "call_" + secrets.token_hex(12), "name": tool["name"],

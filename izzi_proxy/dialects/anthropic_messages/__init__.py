@@ -29,6 +29,7 @@ class _UsageCarrier(msgspec.Struct):
 
 class AnthropicMessages:
     name = "anthropic_messages"
+    model_field = "model"
 
     # -- the client side
 

@@ -2,9 +2,9 @@
 
 Passthrough forwards the body untouched but for ``model``; translation keeps what both
 formats can carry and drops the rest by the rules in ``docs/translation.md``:
-``cache_control``, ``context_management``, ``top_k``, ``container``, ``mcp_servers`` and
-server/beta tools have no OpenAI form; thinking blocks are bound to Anthropic by their
-signature and never sent elsewhere.
+``cache_control``, ``context_management``, ``container``, ``mcp_servers`` and
+server/beta tools have no OpenAI form (``top_k`` goes only where Gemini or Anthropic reads
+it); thinking blocks are bound to Anthropic by their signature and never sent elsewhere.
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def _system(system: str | list[_Block] | None) -> list[str]:
 
 def to_canonical(parsed: ParsedRequest) -> c.Request:
     req: MessagesRequest = parsed.typed
-    dropped = {key for key in ("context_management", "container", "mcp_servers", "top_k") if key in parsed.body}
+    dropped = {key for key in ("context_management", "container", "mcp_servers") if key in parsed.body}
     messages = [
         c.Message("system", [c.Text(t) for t in _system(m.content)]) if m.role == "system"
         else c.Message(m.role, _parts(m.content, dropped))
@@ -234,6 +234,7 @@ def to_canonical(parsed: ParsedRequest) -> c.Request:
         max_tokens=req.max_tokens,
         temperature=req.temperature,
         top_p=req.top_p,
+        top_k=req.top_k,
         stop=list(req.stop_sequences or ()),
         tools=tools,
         tool_choice=c.ToolChoice(choice.type, choice.name) if choice else None,
@@ -350,6 +351,8 @@ def from_canonical(req: c.Request, target: c.Target) -> dict[str, Any]:
             body["temperature"] = min(req.temperature, 1.0)  # OpenAI allows up to 2
         if req.top_p is not None:
             body["top_p"] = req.top_p
+        if req.top_k is not None:
+            body["top_k"] = req.top_k
     if req.stop:
         body["stop_sequences"] = req.stop
     if req.tools:

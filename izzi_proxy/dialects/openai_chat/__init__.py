@@ -22,6 +22,7 @@ from izzi_proxy.errors import GatewayError
 
 class OpenAIChat:
     name = "openai_chat"
+    model_field = "model"
 
     # -- the client side
 

@@ -27,6 +27,7 @@ class _UsageCarrier(msgspec.Struct):
 
 class OpenAIResponses:
     name = "openai_responses"
+    model_field = "model"
 
     # -- the client side
 

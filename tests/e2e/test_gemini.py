@@ -1,0 +1,280 @@
+"""The Gemini API dialect, with Google's own google-genai SDK as the client, for models
+served by an OpenAI-format, an Anthropic-format and a Gemini-format upstream (the fakes)."""
+
+from __future__ import annotations
+
+import base64
+
+import aiohttp
+import orjson
+import pytest
+from google.genai import errors, types
+
+from izzi_proxy.testing.gemini import signed_by_fake
+
+pytestmark = pytest.mark.asyncio
+
+# catalog model -> what serves it: an OpenAI-format, an Anthropic-format, a Gemini upstream
+BACKENDS = {"openai": "tools", "anthropic": "claude-tools", "gemini": "gemini-tools"}
+ECHO = {"openai": "gpt-4o", "anthropic": "claude", "gemini": "gemini-flash"}
+PNG_1X1 = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+# Google's placeholder signature, as bytes (the SDK writes them in base64: the very string)
+PLACEHOLDER = base64.urlsafe_b64decode("skip_thought_signature_validator")
+
+WEATHER = types.FunctionDeclaration(
+    name="get_weather",
+    description="The weather in a city",
+    parameters=types.Schema(
+        type=types.Type.OBJECT,
+        properties={"city": types.Schema(type=types.Type.STRING)},
+        required=["city"],
+    ),
+)
+
+
+@pytest.fixture(params=list(ECHO))
+def backend(request) -> str:
+    return request.param
+
+
+async def test_generate(gateway, backend):
+    client = gateway.gemini()
+    answer = await client.aio.models.generate_content(
+        model=ECHO[backend],
+        contents="Hello there",
+        config=types.GenerateContentConfig(system_instruction="Be brief", max_output_tokens=200, temperature=0.5),
+    )
+    assert "Hello there" in answer.text
+    assert answer.candidates[0].finish_reason == types.FinishReason.STOP
+    assert answer.model_version == ECHO[backend]  # the asked name, never the upstream's
+    usage = answer.usage_metadata
+    assert usage.prompt_token_count > 0 and usage.candidates_token_count > 0
+    assert usage.total_token_count >= usage.prompt_token_count + usage.candidates_token_count
+    records = await gateway.records()
+    assert records[0].model == ECHO[backend] and records[0].usage_source == "reported"
+    assert records[0].usage.output_tokens > 0
+
+
+async def test_system_instruction_reaches_the_upstream(gateway, backend):
+    client = gateway.gemini()
+    await client.aio.models.generate_content(
+        model=ECHO[backend], contents="Hi", config=types.GenerateContentConfig(system_instruction="Speak Vietnamese")
+    )
+    if backend == "openai":
+        assert gateway.received[-1].body["messages"][0] == {"role": "system", "content": "Speak Vietnamese"}
+    elif backend == "anthropic":
+        assert gateway.anthropic_received[-1].body["system"] == "Speak Vietnamese"
+    else:  # passthrough: the body as the SDK wrote it
+        assert gateway.gemini_received[-1].body["systemInstruction"]["parts"] == [{"text": "Speak Vietnamese"}]
+
+
+async def test_stream(gateway, backend):
+    client = gateway.gemini()
+    chunks = [
+        chunk
+        async for chunk in await client.aio.models.generate_content_stream(model=ECHO[backend], contents="Stream me")
+    ]
+    assert len(chunks) > 2
+    text = "".join(chunk.text or "" for chunk in chunks)
+    assert text.startswith("Echo: Stream me") or "Stream me" in text
+    assert all(chunk.model_version == ECHO[backend] for chunk in chunks)
+    assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
+    assert chunks[-1].usage_metadata.candidates_token_count > 0
+    records = await gateway.records()
+    assert records[0].stream and records[0].usage_source == "reported" and records[0].status == 200
+
+
+async def test_json_array_stream_without_alt_sse(gateway, backend):
+    """Without ``?alt=sse`` Google streams one JSON array, written as it goes."""
+    url = gateway.server.make_url(f"/v1beta/models/{ECHO[backend]}:streamGenerateContent")
+    body = {"contents": [{"role": "user", "parts": [{"text": "Array me"}]}]}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, json=body, headers={"x-goog-api-key": gateway.key}) as response,
+    ):
+        assert response.status == 200
+        assert response.content_type == "application/json"
+        objects = orjson.loads(await response.read())
+    assert isinstance(objects, list) and len(objects) > 1
+    assert "Array me" in "".join(p.get("text", "") for o in objects for p in o["candidates"][0]["content"]["parts"])
+    assert objects[-1]["candidates"][0]["finishReason"] == "STOP" and "usageMetadata" in objects[-1]
+
+
+async def test_function_call_round_trip_with_parallel_calls_to_one_tool(gateway, backend):
+    """Two calls to one tool in one turn, answered in the opposite order: each result must
+    reach the upstream paired with its own call (by id), not by the tool's name."""
+    client = gateway.gemini()
+    config = types.GenerateContentConfig(tools=[types.Tool(function_declarations=[WEATHER])])
+    prompt = 'call get_weather {"city": "Hanoi"} and call get_weather {"city": "Hue"}'
+    first = await client.aio.models.generate_content(model=BACKENDS[backend], contents=prompt, config=config)
+    calls = first.function_calls
+    assert [call.args for call in calls] == [{"city": "Hanoi"}, {"city": "Hue"}]
+    assert all(call.name == "get_weather" for call in calls)
+    if backend != "gemini":  # translated calls carry the upstream's ids; Gemini's own may have none
+        assert len({call.id for call in calls}) == 2 and all(calls[0].id for call in calls)
+    history = [
+        types.Content(role="user", parts=[types.Part(text=prompt)]),
+        first.candidates[0].content,
+        types.Content(
+            role="user",
+            parts=[
+                types.Part(
+                    function_response=types.FunctionResponse(
+                        id=call.id, name=call.name, response={"output": f"sunny in {call.args['city']}"}
+                    )
+                )
+                for call in (calls if backend == "gemini" else reversed(calls))  # Gemini pairs by order
+            ],
+        ),
+    ]
+    second = await client.aio.models.generate_content(model=BACKENDS[backend], contents=history, config=config)
+    assert "sunny in Hue" in second.text and "sunny in Hanoi" in second.text
+    if backend == "openai":
+        messages = gateway.received[-1].body["messages"]
+        ids = [c["id"] for c in messages[1]["tool_calls"]]
+        results = {m["tool_call_id"]: m["content"] for m in messages if m["role"] == "tool"}
+        assert results == {ids[0]: "sunny in Hanoi", ids[1]: "sunny in Hue"}
+    elif backend == "anthropic":
+        messages = gateway.anthropic_received[-1].body["messages"]
+        ids = [b["id"] for b in messages[1]["content"] if b["type"] == "tool_use"]
+        results = {b["tool_use_id"]: b["content"][0]["text"] for b in messages[2]["content"]}
+        assert results == {ids[0]: "sunny in Hanoi", ids[1]: "sunny in Hue"}
+    else:  # the model turn went back as it came, its thought signature intact
+        sent = gateway.gemini_received[-1].body["contents"][1]["parts"][0]
+        assert signed_by_fake(sent["thoughtSignature"], "get_weather")
+
+
+async def test_function_responses_without_ids_pair_in_order(gateway, backend):
+    """A client that keeps no ids (raw REST users) gets its results paired per tool, in order."""
+    client = gateway.gemini()
+    config = types.GenerateContentConfig(tools=[types.Tool(function_declarations=[WEATHER])])
+    history = [
+        types.Content(role="user", parts=[types.Part(text="Weather in two cities?")]),
+        types.Content(
+            role="model",
+            parts=[
+                types.Part(
+                    function_call=types.FunctionCall(name="get_weather", args={"city": "Hanoi"}),
+                    thought_signature=PLACEHOLDER,
+                ),
+                types.Part(function_call=types.FunctionCall(name="get_weather", args={"city": "Hue"})),
+            ],
+        ),
+        types.Content(
+            role="user",
+            parts=[
+                types.Part(function_response=types.FunctionResponse(name="get_weather", response={"output": "rain"})),
+                types.Part(function_response=types.FunctionResponse(name="get_weather", response={"output": "sun"})),
+            ],
+        ),
+    ]
+    answer = await client.aio.models.generate_content(model=BACKENDS[backend], contents=history, config=config)
+    assert "rain" in answer.text and "sun" in answer.text
+    if backend == "openai":
+        messages = gateway.received[-1].body["messages"]
+        ids = [c["id"] for c in messages[1]["tool_calls"]]
+        assert [(m["tool_call_id"], m["content"]) for m in messages[2:]] == [(ids[0], "rain"), (ids[1], "sun")]
+
+
+async def test_streamed_function_calls_arrive_whole(gateway, backend):
+    client = gateway.gemini()
+    config = types.GenerateContentConfig(tools=[types.Tool(function_declarations=[WEATHER])])
+    chunks = [
+        chunk
+        async for chunk in await client.aio.models.generate_content_stream(
+            model=BACKENDS[backend], contents='call get_weather {"city": "Da Nang"}', config=config
+        )
+    ]
+    calls = [call for chunk in chunks for call in chunk.function_calls or []]
+    assert len(calls) == 1 and calls[0].args == {"city": "Da Nang"} and calls[0].name == "get_weather"
+
+
+async def test_image_input(gateway, backend):
+    client = gateway.gemini()
+    answer = await client.aio.models.generate_content(
+        model=ECHO[backend], contents=[types.Part.from_bytes(data=PNG_1X1, mime_type="image/png"), "What is this?"]
+    )
+    assert "[1 image(s)]" in answer.text
+    if backend == "openai":
+        content = gateway.received[-1].body["messages"][-1]["content"]
+        assert content[0]["image_url"]["url"].startswith("data:image/png;base64,")
+
+
+async def test_count_tokens(gateway, backend):
+    client = gateway.gemini()
+    counted = await client.aio.models.count_tokens(model=ECHO[backend], contents="Count these words for me please")
+    assert counted.total_tokens > 0
+
+
+async def test_model_list_and_get(gateway):
+    client = gateway.gemini()
+    names = [model.name async for model in await client.aio.models.list(config={"page_size": 5})]
+    assert "models/gemini-flash" in names and "models/gpt-4o" in names
+    model = await client.aio.models.get(model="claude")
+    assert model.name == "models/claude" and "generateContent" in model.supported_actions
+
+
+async def test_errors_in_googles_envelope(gateway):
+    client = gateway.gemini()
+    with pytest.raises(errors.ClientError) as caught:
+        await client.aio.models.generate_content(model="no-such-model", contents="Hi")
+    assert caught.value.code == 404 and caught.value.status == "NOT_FOUND"
+    assert "no-such-model" in caught.value.message
+    with pytest.raises(errors.ClientError) as caught:
+        await gateway.gemini(api_key="izzi-not-a-key").aio.models.generate_content(model="gpt-4o", contents="Hi")
+    assert caught.value.code == 401 and caught.value.status == "UNAUTHENTICATED"
+    with pytest.raises(errors.ClientError) as caught:
+        await client.aio.models.generate_content(model="gemini-error-400", contents="Hi")
+    assert caught.value.code == 400 and caught.value.status == "INVALID_ARGUMENT"
+
+
+async def test_other_methods_answer_a_clear_404(gateway):
+    url = gateway.server.make_url("/v1beta/models/gemini-flash:embedContent")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, json={}, headers={"x-goog-api-key": gateway.key}) as response,
+    ):
+        assert response.status == 404
+        error = (await response.json())["error"]
+    assert (
+        error["status"] == "NOT_FOUND" and "embedContent" in error["message"] and "generateContent" in error["message"]
+    )
+
+
+async def test_key_in_query_and_bearer(gateway):
+    body = {"contents": [{"parts": [{"text": "Hi"}]}]}
+    async with aiohttp.ClientSession() as session:
+        url = gateway.server.make_url("/v1beta/models/gpt-4o:generateContent").with_query(key=gateway.key)
+        async with session.post(url, json=body) as response:
+            assert response.status == 200, await response.text()
+        url = gateway.server.make_url("/v1/models/gpt-4o:generateContent")
+        async with session.post(url, json=body, headers={"Authorization": f"Bearer {gateway.key}"}) as response:
+            assert response.status == 200, await response.text()
+            assert "ratelimit" in " ".join(response.headers).lower()
+
+
+async def test_snake_case_body_as_in_googles_curl_examples(gateway):
+    body = {
+        "system_instruction": {"parts": [{"text": "Be nice"}]},
+        "contents": [
+            {
+                "role": "user",
+                "parts": [
+                    {"inline_data": {"mime_type": "image/png", "data": base64.b64encode(PNG_1X1).decode()}},
+                    {"text": "Look"},
+                ],
+            }
+        ],
+        "generation_config": {"max_output_tokens": 100, "stop_sequences": ["END"]},
+    }
+    async with aiohttp.ClientSession() as session:
+        url = gateway.server.make_url("/v1beta/models/gpt-4o:generateContent")
+        async with session.post(url, json=body, headers={"x-goog-api-key": gateway.key}) as response:
+            assert response.status == 200, await response.text()
+            answer = await response.json()
+    assert "[1 image(s)]" in answer["candidates"][0]["content"]["parts"][0]["text"]
+    sent = gateway.received[-1].body
+    assert sent["messages"][0]["content"] == "Be nice" and sent["max_tokens"] == 100 and sent["stop"] == ["END"]
