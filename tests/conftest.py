@@ -84,7 +84,7 @@ TEST_MODELS: dict[str, list[str | dict[str, str]]] = {
     "gpt-5.1-codex": [{"route": "fake:gpt-5.1-codex-tools-linger", "wire": "responses"}],
 }
 # What names outside the catalog resolve to (the bundled models.toml has the same kind).
-TEST_FAMILIES = {"claude-*opus*": "claude-sonnet-4.5"}
+TEST_FAMILIES = {"claude-*opus*": "claude-sonnet-4.5", "gemini-*": "gemini-tools"}
 TEST_PLANS = """
 default = "free"
 

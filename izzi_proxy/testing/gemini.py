@@ -12,6 +12,8 @@ model name contains          behaviour
                              ``args`` sampled from their schema; a prompt saying
                              ``call <fn> <JSON>`` (once or more): those calls
 ``max_tokens``               finishReason ``MAX_TOKENS``
+(``responseMimeType``)       ``application/json``: the text is a value sampled from
+                             ``responseJsonSchema`` (or ``responseSchema``)
 ``error_<status>``           answer that HTTP status in Google's error envelope (429:
                              ``RESOURCE_EXHAUSTED`` with ``Retry-After: 1``)
 ``retry_<s>``, ``fail_first_<n>``, ``reset``, ``first_byte_<ms>``, ``slow_<ms>``, ``hang``,
@@ -225,13 +227,24 @@ class GeminiScript(ScenarioScript):
             scripted = [(f["name"], _sample(schema_of(f)) or {}) for f in declared[:2]]
         return [{"functionCall": {"name": name, "args": args}} for name, args in scripted]
 
+    def _structured(self) -> str | None:
+        """With ``responseMimeType: application/json``: a JSON value sampled from the schema."""
+        config = self.body.get("generationConfig") or {}
+        if config.get("responseMimeType") != "application/json":
+            return None
+        from izzi_proxy.dialects.gemini.schema import to_json_schema
+        from izzi_proxy.testing.openai import _sample
+
+        schema = config.get("responseJsonSchema") or to_json_schema(config.get("responseSchema") or {})
+        return orjson.dumps(_sample(schema) if schema else {}).decode()
+
     @functools.cached_property
     def parts(self) -> list[dict[str, Any]]:
         parts: list[dict[str, Any]] = []
         thinking = (self.body.get("generationConfig") or {}).get("thinkingConfig") or {}
         if thinking.get("includeThoughts"):
             parts.append({"text": f"The user wrote {len(self.contents)} turn(s); I answer.", "thought": True})
-        parts += self._calls() or [{"text": self.text()}]
+        parts += self._calls() or [{"text": self._structured() or self.text()}]
         first = next((p for p in parts if "functionCall" in p), parts[0])
         first["thoughtSignature"] = sign_part(
             first["functionCall"]["name"] if "functionCall" in first else first["text"]

@@ -190,3 +190,85 @@ def test_the_pinned_versions_are_installed() -> None:
     for package, version in pinned.items():
         manifest = CLIENTS.parent / package / "package.json"
         assert json.loads(manifest.read_text())["version"] == version, package
+
+
+# -- Gemini CLI --------------------------------------------------------------------------------
+
+# The Gemini CLI settles on an auth method before it reads the environment's key: without
+# ``selectedType`` it refuses to start headless (exit 41), as the README's setup says.
+GEMINI_SETTINGS = {
+    "security": {"auth": {"selectedType": "gemini-api-key"}},
+    "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
+    "privacy": {"usageStatisticsEnabled": False},
+    "telemetry": {"enabled": False},
+}
+
+
+async def gemini_cli(gateway: Gateway, workdir: Path, model: str | None) -> dict:
+    home = workdir.parent / "home"
+    env = {
+        **base_env(home),
+        "GOOGLE_GEMINI_BASE_URL": str(gateway.server.make_url("")).rstrip("/"),
+        "GEMINI_API_KEY": gateway.key,
+        "GEMINI_CLI_TRUST_WORKSPACE": "true",  # a fresh folder is untrusted, and yolo is refused there
+    }
+    (home / ".gemini").mkdir(parents=True, exist_ok=True)
+    (home / ".gemini" / "settings.json").write_text(json.dumps(GEMINI_SETTINGS))
+    prompt = (
+        f"Please call read_file {json.dumps({'file_path': str(workdir / 'hello.txt')})} and tell me the secret word."
+    )
+    args = [cli("gemini"), "-p", prompt, "--output-format", "json", "--approval-mode", "yolo",
+            *(["--model", model] if model else [])]  # fmt: skip
+    code, out, err = await run(args, env, workdir, timeout=120)
+    assert code == 0, f"gemini exited {code}\nstdout: {out[-3000:]}\nstderr: {err[-3000:]}"
+    return json.loads(out[out.index("{") :])
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    ("model", "received", "upstream_model"),
+    [
+        ("claude-sonnet-4.5", "anthropic_received", "claude-sonnet-4-5-tools-linger"),
+        ("gpt-4.1-mini", "received", "gpt-4.1-mini-tools-linger"),
+    ],
+    ids=["claude-translated", "gpt-translated"],
+)
+async def test_gemini_cli_runs_a_tool(
+    gateway: Gateway, workdir: Path, model: str, received: str, upstream_model: str
+) -> None:
+    result = await gemini_cli(gateway, workdir, model)
+    assert SECRET in result["response"], result
+    turns = [r.body for r in getattr(gateway, received) if r.body.get("model") == upstream_model]
+    assert len(turns) >= 2 and turns[-1].get("stream") is True
+    assert SECRET in json.dumps(turns[-1])  # the tool's result went back, paired with its call
+    records = [r for r in await gateway.records() if r.upstream_model == upstream_model]
+    assert len(records) == len(turns) and {(r.status, r.outcome, r.requested_model) for r in records} == {
+        (200, "ok", model)
+    }
+
+
+@pytest.mark.timeout(180)
+async def test_gemini_cli_default_models_pass_through_to_gemini(gateway: Gateway, workdir: Path) -> None:
+    """No --model: the CLI's own names (its router's flash-lite, its pro) resolve by family to
+    a Gemini-served model, spoken to natively; the fake checks every thought signature."""
+    result = await gemini_cli(gateway, workdir, None)
+    assert SECRET in result["response"], result
+    streams = [
+        r for r in gateway.gemini_received if r.path == "/v1beta/models/gemini-3-tools:streamGenerateContent?alt=sse"
+    ]
+    assert len(streams) >= 2
+    model_turn = next(c for c in streams[-1].body["contents"] if c.get("role") == "model")
+    call = next(p for p in model_turn["parts"] if "functionCall" in p)
+    assert call["thoughtSignature"] and call["functionCall"]["id"]  # as the fake gave it; the id the CLI's
+    answered = [
+        p["functionResponse"] for c in streams[-1].body["contents"] for p in c["parts"] if "functionResponse" in p
+    ]
+    assert answered[-1]["id"] == call["functionCall"]["id"]
+    records = await gateway.records()
+    asked = {r.requested_model for r in records}
+    assert (
+        {r.model for r in records} == {"gemini-tools"}
+        and len(asked) >= 1
+        and all(a.startswith("gemini-") for a in asked)
+    )
+    assert {(r.status, r.outcome) for r in records} == {(200, "ok")}
