@@ -81,6 +81,13 @@ async def gw(aiohttp_server, upstream, anthropic_upstream, tmp_path: Path, upstr
 
 async def ask(gateway: Gateway, dialect: str, model: str, stream: bool, text: str = "hi") -> str:
     """The answer's text, as the client's SDK reads it."""
+    if dialect == "gemini":
+        models = gateway.gemini().aio.models
+        if not stream:
+            return (await models.generate_content(model=model, contents=text)).text or ""
+        return "".join(
+            [chunk.text or "" async for chunk in await models.generate_content_stream(model=model, contents=text)]
+        )
     if dialect == "messages":
         async with gateway.anthropic() as claude:
             if not stream:

@@ -72,7 +72,7 @@ async def test_mock_answers_every_catalog_model(bundled: Gateway, model: str) ->
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-@pytest.mark.parametrize("dialect", ["chat", "messages", "responses"])
+@pytest.mark.parametrize("dialect", ["chat", "messages", "responses", "gemini"])
 async def test_every_catalog_model_from_every_client_format(bundled: Gateway, dialect: str, stream: bool) -> None:
     """The whole bundled catalog, ``auto`` and the Responses-only codex models included, on
     the mock upstream (which speaks chat and Responses, as the catalog's routes ask)."""

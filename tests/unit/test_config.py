@@ -44,15 +44,17 @@ def test_bundled_config_loads_with_the_whole_catalog() -> None:
         ("OPENROUTER", "openrouter", "https://openrouter.ai/api/v1"),
         ("CEREBRAS", "cerebras", "https://api.cerebras.ai/v1"),
         ("XAI", "xai", "https://api.x.ai/v1"),
-        ("GEMINI", "gemini", "https://generativelanguage.googleapis.com/v1beta/openai"),
+        ("GEMINI", "gemini", "https://generativelanguage.googleapis.com/v1beta"),
+        ("GEMINI_OPENAI", "gemini-openai", "https://generativelanguage.googleapis.com/v1beta/openai"),
     ],
 )
 def test_bundled_upstreams_read_conventional_variables(var: str, upstream: str, default: str) -> None:
     assert load_config(DEFAULT_CONFIG, env={}).upstreams[upstream].base_url == default
-    env = {f"{var}_BASE_URL": "http://10.0.0.5:8000/v1", f"{var}_API_KEY": "sk-from-env"}
+    key = "GEMINI_API_KEY" if var.startswith("GEMINI") else f"{var}_API_KEY"  # one Google key, two endpoints
+    env = {f"{var}_BASE_URL": "http://10.0.0.5:8000/v1", key: "sk-from-env"}
     config = load_config(DEFAULT_CONFIG, env=env)
     assert config.upstreams[upstream].base_url == "http://10.0.0.5:8000/v1"
-    assert config.upstreams[upstream].api_key == Secret(f"{var}_API_KEY", "sk-from-env")
+    assert config.upstreams[upstream].api_key == Secret(key, "sk-from-env")
 
 
 def test_storage_urls_from_the_environment() -> None:
