@@ -278,3 +278,106 @@ async def test_snake_case_body_as_in_googles_curl_examples(gateway):
     assert "[1 image(s)]" in answer["candidates"][0]["content"]["parts"][0]["text"]
     sent = gateway.received[-1].body
     assert sent["messages"][0]["content"] == "Be nice" and sent["max_tokens"] == 100 and sent["stop"] == ["END"]
+
+
+# -- other clients on a Gemini upstream (the gemini wire format) --------------------------------
+
+
+async def test_chat_client_on_a_gemini_model_with_a_tool_turn(client, gateway):
+    """The OpenAI SDK's tool turn toward Gemini 3: the calls go back with Google's
+    placeholder signature (the fake refuses unsigned calls, as Gemini 3 does)."""
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "additionalProperties": False, "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]  # fmt: skip
+    messages = [{"role": "user", "content": 'call get_weather {"city": "Hanoi"}'}]
+    first = await client.chat.completions.create(model="gemini-tools", messages=messages, tools=tools)
+    calls = first.choices[0].message.tool_calls
+    assert first.choices[0].finish_reason == "tool_calls" and calls[0].function.name == "get_weather"
+    assert first.model == "gemini-tools"
+    messages += [first.choices[0].message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": calls[0].id, "content": "sunny"}]  # fmt: skip
+    stream = await client.chat.completions.create(model="gemini-tools", messages=messages, tools=tools, stream=True)
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert "sunny" in text
+    sent = gateway.gemini_received[-1]
+    assert sent.path == "/v1beta/models/gemini-3-tools:streamGenerateContent?alt=sse"
+    assert sent.headers["x-goog-api-key"] == "gemini-upstream-test"
+    declared = sent.body["tools"][0]["functionDeclarations"][0]["parameters"]
+    assert "additionalProperties" not in declared and declared["type"] == "OBJECT"
+    assert sent.body["contents"][1]["parts"][0]["thoughtSignature"] == "skip_thought_signature_validator"
+
+
+async def test_anthropic_client_on_a_gemini_model(claude, gateway):
+    message = await claude.messages.create(
+        model="gemini-flash", max_tokens=100, system="Be brief", messages=[{"role": "user", "content": "Hello"}]
+    )
+    assert message.content[0].text == "Echo: Hello" and message.model == "gemini-flash"
+    assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+    async with claude.messages.stream(
+        model="gemini-flash", max_tokens=100, messages=[{"role": "user", "content": "Streamed"}]
+    ) as events:
+        assert "".join([t async for t in events.text_stream]) == "Echo: Streamed"
+    assert gateway.gemini_received[-1].body["generationConfig"]["maxOutputTokens"] == 100
+
+
+async def test_a_gemini_stream_error_reaches_each_client_in_its_format(gateway, client):
+    with pytest.raises(errors.APIError):
+        async for _ in await gateway.gemini().aio.models.generate_content_stream(
+            model="gemini-stream-error", contents="Hi there, a long enough prompt"
+        ):
+            pass
+    record = (await gateway.records())[0]
+    assert record.outcome == "error" and record.usage_source != "reported"
+    import openai
+
+    with pytest.raises(openai.APIError):
+        stream = await client.chat.completions.create(
+            model="gemini-stream-error", messages=[{"role": "user", "content": "Hi there, a long prompt"}], stream=True
+        )
+        async for _ in stream:
+            pass
+
+
+async def test_failover_from_a_failing_gemini_upstream(gateway):
+    answer = await gateway.gemini().aio.models.generate_content(model="gemini-fallback", contents="Hi")
+    assert answer.text == "Echo: Hi" and answer.model_version == "gemini-fallback"
+    record = (await gateway.records())[0]
+    assert record.upstream == "fake" and record.attempts == 2 and record.extra["failovers"]
+
+
+async def test_thoughts_shown_only_when_asked(gateway):
+    models = gateway.gemini().aio.models
+    thinking = types.GenerateContentConfig(
+        thinking_config=types.ThinkingConfig(include_thoughts=True, thinking_budget=2048)
+    )
+    answer = await models.generate_content(model="claude-thinking", contents="Think", config=thinking)
+    parts = answer.candidates[0].content.parts
+    assert parts[0].thought is True and parts[0].text and parts[-1].text
+    assert gateway.anthropic_received[-1].body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    quiet = types.GenerateContentConfig(thinking_config=types.ThinkingConfig(thinking_budget=2048))
+    answer = await models.generate_content(model="claude-thinking", contents="Think", config=quiet)
+    assert not any(p.thought for p in answer.candidates[0].content.parts)
+
+
+async def test_structured_output_toward_openai(gateway):
+    config = types.GenerateContentConfig(
+        response_mime_type="application/json",
+        response_schema=types.Schema(type=types.Type.OBJECT, properties={"ok": types.Schema(type=types.Type.BOOLEAN)}),
+    )
+    await gateway.gemini().aio.models.generate_content(model="gpt-4o", contents="Answer", config=config)
+    sent = gateway.received[-1].body["response_format"]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["schema"]["properties"]["ok"] == {"type": "boolean"}
+
+
+async def test_billing_and_limits_apply(gateway):
+    url = gateway.server.make_url("/v1beta/models/gpt-4o:generateContent")
+    body = {"contents": [{"parts": [{"text": "Hi"}]}]}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, json=body, headers={"x-goog-api-key": gateway.key}) as response,
+    ):
+        assert response.status == 200
+        assert "x-ratelimit-remaining-requests" in response.headers and "x-izzi-cost" in {
+            h.lower() for h in response.headers
+        }
+    record = (await gateway.records())[0]
+    assert record.cost > 0 and record.requested_model == "gpt-4o"

@@ -63,6 +63,8 @@ def to_gemini(schema: Any) -> dict[str, Any] | None:
 
 
 def _resolve(ref: str, root: dict[str, Any]) -> Any:
+    if ref == "#":
+        return root
     if not ref.startswith("#/"):
         return {}
     node: Any = root
