@@ -115,13 +115,16 @@ def _check_schema(schema: Any, where: str) -> None:
             raise _Invalid(f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': Cannot find field.")
         if key == "type" and str(value).upper() not in _TYPES:
             raise _Invalid(f"Invalid value at '{where}.type': {value!r}")
-    if schema.get("type", "").upper() == "OBJECT" and "properties" in schema and not schema["properties"]:
+    properties, alternatives = schema.get("properties", {}), schema.get("anyOf", [])
+    if not isinstance(properties, dict) or not isinstance(alternatives, list):
+        raise _Invalid(f"Invalid JSON payload received. Invalid value at '{where}'")
+    if str(schema.get("type", "")).upper() == "OBJECT" and "properties" in schema and not properties:
         raise _Invalid(f"{where}.properties: should be non-empty for OBJECT type")
-    for name, sub in (schema.get("properties") or {}).items():
+    for name, sub in properties.items():
         _check_schema(sub, f"{where}.properties[{name}]")
     if "items" in schema:
         _check_schema(schema["items"], f"{where}.items")
-    for i, sub in enumerate(schema.get("anyOf") or []):
+    for i, sub in enumerate(alternatives):
         _check_schema(sub, f"{where}.anyOf[{i}]")
 
 

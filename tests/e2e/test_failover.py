@@ -369,7 +369,7 @@ async def test_a_codex_model_on_the_chat_endpoint_is_refused_as_openai_does(gw: 
 @pytest.mark.parametrize(
     ("wire", "problem"),
     [("responses", "upstream 'chatonly' does not speak 'openai_responses' (it speaks openai_chat)"),
-     ("gemini", "no wire format 'gemini' is installed")],
+     ("bedrock", "no wire format 'bedrock' is installed")],
 )  # fmt: skip
 async def test_a_route_wire_that_cannot_be_spoken_stops_the_start(
     aiohttp_server, upstream, tmp_path: Path, upstream_env: None, wire: str, problem: str

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import aiohttp
 import pytest
@@ -50,7 +51,29 @@ VALID: dict[str, list[dict[str, Any]]] = {
         for model in ("gpt-4o", "claude", "gpt-chat-only") for stream in (False, True)
     ],
 }  # fmt: skip
+GEMINI_BODY = {
+    "systemInstruction": {"parts": [{"text": "Be brief"}]},
+    "contents": [{"role": "user", "parts": [{"text": "Hello"}]}],
+    "tools": [
+        {
+            "functionDeclarations": [
+                {"name": "f", "parameters": {"type": "OBJECT", "properties": {"x": {"type": "STRING"}}}}
+            ]
+        }
+    ],
+    "generationConfig": {"maxOutputTokens": 20, "temperature": 0.5, "thinkingConfig": {"thinkingBudget": 1024}},
+}
+for model in ("gpt-4o", "claude", "gemini-flash"):
+    for method in ("generateContent", "streamGenerateContent?alt=sse", "streamGenerateContent"):
+        VALID[f"/v1beta/models/{model}:{method}"] = [GEMINI_BODY]
+VALID["/v1beta/models/claude:countTokens"] = [GEMINI_BODY, {"contents": GEMINI_BODY["contents"]}]
 ANTHROPIC_ROUTES = ("/v1/messages", "/v1/messages/count_tokens")
+GEMINI_ROUTE = re.compile(r"^/v1(?:beta)?/models/[^/]*:|^/v1beta/")
+
+
+def is_gemini(path: str) -> bool:
+    return GEMINI_ROUTE.match(unquote(path.split("?")[0])) is not None
+
 
 SCALARS = (
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
@@ -121,7 +144,8 @@ async def check(http: aiohttp.ClientSession, method: str, path: str, body: bytes
                 header: bool = False) -> None:  # fmt: skip
     """One request: no 5xx; an error in its route's shape. With ``anthropic-version`` sent
     (``header``), a route that is not Anthropic's own may answer in either shape: the model
-    routes and unknown paths take Anthropic's, the OpenAI routes keep theirs."""
+    routes and unknown paths take Anthropic's, the OpenAI routes keep theirs. The Gemini
+    API's routes answer in Google's envelope whatever the headers."""
     headers = {"Content-Type": "application/json"} if body is not None else {}
     anthropic: bool | None = path.split("?")[0] in ANTHROPIC_ROUTES or (None if header else False)
     if header or anthropic:
@@ -129,7 +153,12 @@ async def check(http: aiohttp.ClientSession, method: str, path: str, body: bytes
     async with asyncio.timeout(ANSWER_WITHIN_S), http.request(method, path, data=body, headers=headers) as resp:
         raw = await resp.read()
     assert resp.status < 500, (resp.status, raw[:500], body[:300] if body else None)
-    if resp.status >= 400:
+    if resp.status >= 400 and is_gemini(path):
+        error = json.loads(raw)
+        assert set(error) == {"error"}, error
+        error = error["error"]
+        assert error["code"] == resp.status and isinstance(error["status"], str) and error["message"], error
+    elif resp.status >= 400:
         error = json.loads(raw)
         if anthropic is None:
             anthropic = error.get("type") == "error"
@@ -140,7 +169,9 @@ async def check(http: aiohttp.ClientSession, method: str, path: str, body: bytes
         error = error["error"]
         assert isinstance(error["type"], str) and isinstance(error["message"], str) and error["message"], error
     elif resp.content_type == "text/event-stream":
-        assert raw.endswith(b"\n\n"), raw[-200:]
+        assert raw.endswith((b"\n\n", b"\r\n\r\n")), raw[-200:]
+    elif resp.content_type == "application/json" and is_gemini(path):
+        json.loads(raw)  # a whole answer, or Google's stream as one closed JSON array
 
 
 @pytest.mark.timeout(600)
@@ -156,7 +187,18 @@ async def test_generated_bodies(http: aiohttp.ClientSession, route: str, data: s
 @FUZZ
 @given(
     method=st.sampled_from(["GET", "DELETE", "POST", "PUT"]),
-    resource=st.sampled_from(["/v1/models/", "/v1/responses/", "/openai/v1/models/", "/v1/", "/v1/models?limit="]),
+    resource=st.sampled_from(
+        [
+            "/v1/models/",
+            "/v1/responses/",
+            "/openai/v1/models/",
+            "/v1/",
+            "/v1/models?limit=",
+            "/v1beta/models/",
+            "/v1beta/models?pageSize=",
+            "/v1beta/",
+        ]
+    ),
     tail=st.text(st.characters(codec="utf-8", exclude_characters="#?"), max_size=30),
     anthropic=st.booleans(),
 )
