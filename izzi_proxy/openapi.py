@@ -17,7 +17,7 @@ from aiohttp import web
 from izzi_proxy.bodies import MAX_DEPTH
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 from izzi_proxy.handlers import json_response
-from izzi_proxy.models_api import DEFAULT_LIMIT, MAX_LIMIT
+from izzi_proxy.models_api import DEFAULT_LIMIT, GEMINI_PAGE_SIZE, MAX_LIMIT
 from izzi_proxy.routes import endpoint
 
 _STRING = {"type": "string"}
@@ -43,6 +43,13 @@ ANTHROPIC_ERROR = {
     "required": ["type", "error"],
     "properties": {"type": {"const": "error"}, "error": {"type": "object", "required": ["type", "message"],
                                                           "properties": {"type": _STRING, "message": _STRING}}},
+}  # fmt: skip
+GEMINI_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["code", "message", "status"], "properties": {
+        "code": {"type": "integer"}, "message": _STRING, "status": _STRING,
+        "details": {"type": "array", "items": _OBJECT}}}},
 }  # fmt: skip
 
 CHAT_MESSAGE = {
@@ -113,6 +120,30 @@ RESPONSES_REQUEST = {
         "reasoning": _OBJECT, "text": _OBJECT, "metadata": _OBJECT, "include": {"type": "array", "items": _STRING},
     },
 }  # fmt: skip
+GEMINI_CONTENT = {
+    "type": "object",
+    "properties": {"role": {"enum": ["user", "model", "function"]}, "parts": {"type": "array", "items": _OBJECT}},
+}
+GEMINI_REQUEST = {
+    "type": "object",
+    "required": ["contents"],
+    "properties": {
+        "contents": {"type": "array", "minItems": 1, "items": GEMINI_CONTENT},
+        "systemInstruction": GEMINI_CONTENT, "tools": {"type": "array", "items": _OBJECT}, "toolConfig": _OBJECT,
+        "generationConfig": {"type": "object", "properties": {
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "topP": {"type": "number", "minimum": 0, "maximum": 1}, "topK": _POSITIVE,
+            "maxOutputTokens": _POSITIVE, "candidateCount": _POSITIVE,
+            "stopSequences": {"type": "array", "maxItems": 5, "items": _STRING},
+            "responseMimeType": _STRING, "thinkingConfig": _OBJECT}},
+    },
+}  # fmt: skip
+GEMINI_COUNT_REQUEST = {
+    "type": "object",
+    "properties": {"contents": {"type": "array", "minItems": 1, "items": GEMINI_CONTENT},
+                   "generateContentRequest": GEMINI_REQUEST},
+}  # fmt: skip
+GEMINI_COUNT = {"type": "object", "required": ["totalTokens"], "properties": {"totalTokens": {"type": "integer"}}}
 
 COUNT = {"type": "object", "required": ["input_tokens"], "properties": {"input_tokens": {"type": "integer"}}}
 _EVENTS = {"description": "Server-sent events in the format's own sequence: each data line a JSON event "
@@ -171,6 +202,16 @@ def document() -> dict[str, Any]:
             {"name": "limit", "in": "query", "required": False,
              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}}]  # fmt: skip
     openai_json = {"application/json": {"schema": _OBJECT}}
+    alt = [*path_param, {"name": "alt", "in": "query", "required": False, "schema": {"enum": ["json", "sse"]},
+                         "description": "sse: server-sent events; json (the default): one JSON array"}]  # fmt: skip
+    gemini_page = [{"name": "pageSize", "in": "query", "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": GEMINI_PAGE_SIZE}},
+                   {"name": "pageToken", "in": "query", "required": False, "schema": _STRING}]  # fmt: skip
+    gemini_stream = {"application/json": {"schema": {"type": "array", "items": _OBJECT}}, "text/event-stream": {
+        "schema": {"description": "Server-sent events: each data line a GenerateContentResponse"}}}  # fmt: skip
+    gemini_hello = {"contents": [{"role": "user", "parts": [{"text": "Hello!"}]}]}
+    gemini_count = {"application/json": {"schema": GEMINI_COUNT}}
+    any_error = {"anyOf": [OPENAI_ERROR, ANTHROPIC_ERROR, GEMINI_ERROR]}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -178,15 +219,18 @@ def document() -> dict[str, Any]:
             "version": version("izzi-proxy"),
             "description": (
                 "One key for many models, in the formats clients speak: OpenAI Chat Completions, Anthropic "
-                "Messages, OpenAI Responses. Every route also answers under /openai/v1 and /api/v1. Bodies nest "
+                "Messages, OpenAI Responses, Google's Gemini API (under /v1beta, and /v1 as Google serves it). Every "
+                "OpenAI and Anthropic route also answers under /openai/v1 and /api/v1. Bodies nest "
                 f"at most {MAX_DEPTH} levels and integers fit in 64 bits. Fields not listed pass through."
             ),
         },
         "components": {"securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer izzi-…"},
             "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            "googApiKey": {"type": "apiKey", "in": "header", "name": "x-goog-api-key",
+                           "description": "Gemini API routes also take ?key="},
         }},
-        "security": [{"bearer": []}, {"apiKey": []}],
+        "security": [{"bearer": []}, {"apiKey": []}, {"googApiKey": []}],
         "paths": {
             "/v1/chat/completions": {"post": _operation(
                 "OpenAI Chat Completions, any model", CHAT_REQUEST, _JSON_OR_SSE, OPENAI_ERROR,
@@ -206,11 +250,24 @@ def document() -> dict[str, Any]:
                 "get": _operation("A stored response of the account", None, openai_json, OPENAI_ERROR, response_id),
                 "delete": _operation("Delete a stored response", None, openai_json, OPENAI_ERROR, response_id),
             },
-            "/v1/models": {"get": _operation("The catalog (OpenAI's list, or Anthropic's pages with anthropic-version)",
-                                             None, openai_json, {"anyOf": [OPENAI_ERROR, ANTHROPIC_ERROR]}, page)},
+            "/v1/models": {"get": _operation(
+                "The catalog (OpenAI's list; Anthropic's pages with anthropic-version; Gemini's with x-goog-api-key)",
+                None, openai_json, any_error, page)},
             "/v1/models/{model}": {"get": _operation("One model, under any name that resolves to it", None,
-                                                     openai_json, {"anyOf": [OPENAI_ERROR, ANTHROPIC_ERROR]},
-                                                     [*path_param, anthropic_header])},
+                                                     openai_json, any_error, [*path_param, anthropic_header])},
+            "/v1beta/models/{model}:generateContent": {"post": _operation(
+                "Gemini generateContent, any model", GEMINI_REQUEST, openai_json, GEMINI_ERROR, path_param,
+                example=gemini_hello)},
+            "/v1beta/models/{model}:streamGenerateContent": {"post": _operation(
+                "Gemini streamGenerateContent, any model", GEMINI_REQUEST, gemini_stream, GEMINI_ERROR, alt,
+                example=gemini_hello)},
+            "/v1beta/models/{model}:countTokens": {"post": _operation(
+                "Input tokens of a Gemini request", GEMINI_COUNT_REQUEST, gemini_count, GEMINI_ERROR, path_param,
+                example=gemini_hello)},
+            "/v1beta/models": {"get": _operation("The catalog in Gemini's shape", None, openai_json, GEMINI_ERROR,
+                                                 gemini_page)},
+            "/v1beta/models/{model}": {"get": _operation("One model in Gemini's shape", None, openai_json,
+                                                         GEMINI_ERROR, path_param)},
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {
                 "description": "The gateway is up", "content": {"application/json": {"schema": _OBJECT}}}}}},
         },
