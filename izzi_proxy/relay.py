@@ -36,16 +36,20 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{\s*(\}?)')
+# Gemini's usage object is usageMetadata, written after the candidates (whose function call
+# args are raw JSON objects: a "usage" key there is the model's, never stamped)
+_USAGE_OBJECTS = {"gemini": re.compile(rb'"usageMetadata"\s*:\s*\{\s*(\}?)')}
 
 
 class Meter:
     """A stream's frames, counted against its bill on their way out."""
 
-    __slots__ = ("_bill", "_billing", "_fields", "_stamped")
+    __slots__ = ("_bill", "_billing", "_fields", "_stamped", "_usage_object")
 
     def __init__(self, billing: Billing, bill: Bill, dialect_name: str) -> None:
         self._billing, self._bill = billing, bill
         self._fields = tokens.OUTPUT_FIELDS[dialect_name]
+        self._usage_object = _USAGE_OBJECTS.get(dialect_name, _USAGE_OBJECT)
         self._stamped = not billing.enabled
 
     async def admit(self, out: bytes, tap: StreamTap, record: UsageRecord) -> bytes:
@@ -70,7 +74,7 @@ class Meter:
 
     def _stamp(self, out: bytes, cost: int) -> bytes:
         found = None
-        for found in _USAGE_OBJECT.finditer(out):  # noqa: B007 - the last one is the final usage
+        for found in self._usage_object.finditer(out):  # noqa: B007 - the last one is the final usage
             pass
         if found is None:
             return out

@@ -381,3 +381,26 @@ async def test_billing_and_limits_apply(gateway):
         }
     record = (await gateway.records())[0]
     assert record.cost > 0 and record.requested_model == "gpt-4o"
+
+
+async def stream_objects(gateway, model: str, body: dict) -> list[dict]:
+    url = gateway.server.make_url(f"/v1beta/models/{model}:streamGenerateContent").with_query(alt="sse")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, json=body, headers={"x-goog-api-key": gateway.key}) as response,
+    ):
+        assert response.status == 200 and response.content_type == "text/event-stream"
+        raw = await response.read()
+    return [orjson.loads(line[6:]) for line in raw.split(b"\r\n") if line.startswith(b"data: ")]
+
+
+@pytest.mark.parametrize("model", ["tools", "gemini-tools"])
+async def test_the_streams_cost_goes_in_its_usage_metadata_not_in_function_args(gateway, model):
+    tool = {"functionDeclarations": [{"name": "report", "parametersJsonSchema": {"type": "object"}}]}
+    prompt = 'call report {"usage": {"tokens": 5}}'
+    objects = await stream_objects(gateway, model, {"contents": [{"parts": [{"text": prompt}]}], "tools": [tool]})
+    calls = [p["functionCall"] for o in objects for p in o["candidates"][0]["content"]["parts"] if "functionCall" in p]
+    assert [c["args"] for c in calls] == [{"usage": {"tokens": 5}}]
+    usage = objects[-1]["usageMetadata"]
+    record = (await gateway.records())[0]
+    assert usage["cost"] == pytest.approx(record.cost / 1_000_000) and record.cost > 0
