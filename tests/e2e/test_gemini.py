@@ -10,6 +10,7 @@ import orjson
 import pytest
 from google.genai import errors, types
 
+from izzi_proxy.keys import CONFIG
 from izzi_proxy.testing.gemini import signed_by_fake
 
 pytestmark = pytest.mark.asyncio
@@ -217,6 +218,30 @@ async def test_model_list_and_get(gateway):
     assert model.name == "models/claude" and "generateContent" in model.supported_actions
 
 
+async def test_the_model_list_pages_in_geminis_shape_also_under_v1(gateway):
+    headers = {"x-goog-api-key": gateway.key}
+    async with aiohttp.ClientSession() as session:
+        names, token = [], None
+        while True:
+            query = {"pageSize": "4", **({"pageToken": token} if token else {})}
+            async with session.get(
+                gateway.server.make_url("/v1/models").with_query(query), headers=headers
+            ) as response:
+                page = await response.json()
+            names += [m["name"] for m in page["models"]]
+            if not (token := page.get("nextPageToken")):
+                break
+        async with session.get(
+            gateway.server.make_url("/v1beta/models").with_query(pageToken="nope"), headers=headers
+        ) as response:
+            assert response.status == 400 and (await response.json())["error"]["status"] == "INVALID_ARGUMENT"
+        async with session.get(
+            gateway.server.make_url("/v1beta/models/gemini-3.1-pro-preview"), headers=headers
+        ) as response:
+            assert (await response.json())["name"] == "models/gemini-tools"  # by family
+    assert names == [f"models/{entry.id}" for entry in gateway.app[CONFIG].catalog]
+
+
 async def test_errors_in_googles_envelope(gateway):
     client = gateway.gemini()
     with pytest.raises(errors.ClientError) as caught:
@@ -244,7 +269,8 @@ async def test_other_methods_answer_a_clear_404(gateway):
     )
 
 
-async def test_key_in_query_and_bearer(gateway):
+async def test_key_in_query_and_bearer(gateway, caplog):
+    caplog.set_level("DEBUG")
     body = {"contents": [{"parts": [{"text": "Hi"}]}]}
     async with aiohttp.ClientSession() as session:
         url = gateway.server.make_url("/v1beta/models/gpt-4o:generateContent").with_query(key=gateway.key)
@@ -254,6 +280,14 @@ async def test_key_in_query_and_bearer(gateway):
         async with session.post(url, json=body, headers={"Authorization": f"Bearer {gateway.key}"}) as response:
             assert response.status == 200, await response.text()
             assert "ratelimit" in " ".join(response.headers).lower()
+        url = gateway.server.make_url("/v1/chat/completions").with_query(key=gateway.key)  # Gemini routes only
+        async with session.post(
+            url, json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+        ) as response:
+            assert response.status == 401
+    # a key in the URL is never logged by the gateway (the CLI's server runs without aiohttp's access log)
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name != "aiohttp.access")
+    assert "izzi.access" in {r.name for r in caplog.records} and gateway.key[5:] not in logged
 
 
 async def test_snake_case_body_as_in_googles_curl_examples(gateway):
