@@ -18,7 +18,7 @@ import msgspec
 
 from izzi_proxy import canonical as c
 from izzi_proxy.dialects import ParsedRequest
-from izzi_proxy.dialects.gemini import request, response
+from izzi_proxy.dialects.gemini import request, response, wire
 from izzi_proxy.dialects.gemini.request import SKIP_SIGNATURE, GeminiCall
 from izzi_proxy.dialects.gemini.response import Framing
 from izzi_proxy.dialects.gemini.tap import GeminiArrayTap, GeminiTap
@@ -113,7 +113,7 @@ class GeminiWire:
     name = "gemini"
 
     def from_canonical(self, req: c.Request, target: c.Target) -> dict[str, Any]:
-        return request.from_canonical(req, target)
+        return wire.from_canonical(req, target)
 
     def parse_response(self, body: bytes, upstream: str) -> c.Response:
         return response.parse_response(body, upstream)
