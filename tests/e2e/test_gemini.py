@@ -438,3 +438,44 @@ async def test_the_streams_cost_goes_in_its_usage_metadata_not_in_function_args(
     usage = objects[-1]["usageMetadata"]
     record = (await gateway.records())[0]
     assert usage["cost"] == pytest.approx(record.cost / 1_000_000) and record.cost > 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_claudes_thinking_survives_a_tool_turn_through_a_gemini_client(gateway, stream):
+    """Claude's signed thinking rides in the first call's thought signature and comes back
+    as the turn's thinking, so Claude goes on thinking (the fake checks the signature and
+    its thinking-first rule); the same history sent on to Gemini 3 gets the placeholder."""
+    models = gateway.gemini().aio.models
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[WEATHER])],
+        thinking_config=types.ThinkingConfig(include_thoughts=True, thinking_budget=2048),
+    )
+    prompt = 'call get_weather {"city": "Hanoi"}'
+    if stream:
+        chunks = [
+            c
+            async for c in await models.generate_content_stream(model="claude-thinking", contents=prompt, config=config)
+        ]
+        parts = [p for chunk in chunks for p in chunk.candidates[0].content.parts if p.function_call or p.thought]
+    else:
+        first = await models.generate_content(model="claude-thinking", contents=prompt, config=config)
+        parts = first.candidates[0].content.parts
+    call = next(p for p in parts if p.function_call)
+    assert call.thought_signature and any(p.thought for p in parts)
+    history = [
+        types.Content(role="user", parts=[types.Part(text=prompt)]),
+        types.Content(role="model", parts=parts),
+        types.Content(role="user", parts=[types.Part(function_response=types.FunctionResponse(
+            id=call.function_call.id, name="get_weather", response={"output": "sunny"}))]),
+    ]  # fmt: skip
+    answer = await models.generate_content(model="claude-thinking", contents=history, config=config)
+    assert "sunny" in answer.text
+    sent = gateway.anthropic_received[-1].body
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assistant = sent["messages"][1]["content"]
+    assert assistant[0]["type"] == "thinking" and assistant[0]["signature"] and assistant[1]["type"] == "tool_use"
+    # the conversation moves to a Gemini 3 model: Claude's carried thinking is not Google's signature
+    answer = await models.generate_content(model="gemini-tools", contents=history, config=config)
+    assert "sunny" in answer.text
+    model_turn = gateway.gemini_received[-1].body["contents"][1]["parts"]
+    assert next(p for p in model_turn if "functionCall" in p)["thoughtSignature"] == "skip_thought_signature_validator"

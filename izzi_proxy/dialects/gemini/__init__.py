@@ -21,6 +21,7 @@ from izzi_proxy.dialects import ParsedRequest
 from izzi_proxy.dialects.gemini import request, response, wire
 from izzi_proxy.dialects.gemini.request import SKIP_SIGNATURE, GeminiCall
 from izzi_proxy.dialects.gemini.response import Framing
+from izzi_proxy.dialects.gemini.signatures import is_carried
 from izzi_proxy.dialects.gemini.tap import GeminiArrayTap, GeminiTap
 from izzi_proxy.errors import GatewayError
 
@@ -87,11 +88,13 @@ class Gemini:
 
 
 def _unsigned_calls(content: Any) -> bool:
-    """Whether a model turn's first function call lacks a thought signature."""
+    """Whether a model turn's first function call lacks a signature of Google's (another
+    model made it: no signature, or one carrying Claude's thinking)."""
     if not isinstance(content, dict) or content.get("role") != "model" or not isinstance(content.get("parts"), list):
         return False
     first = next((p for p in content["parts"] if isinstance(p, dict) and "functionCall" in p), None)
-    return first is not None and not first.get("thoughtSignature")
+    signature = first.get("thoughtSignature") if first is not None else None
+    return first is not None and (not isinstance(signature, str) or not signature or is_carried(signature))
 
 
 def _signed(content: Any) -> Any:

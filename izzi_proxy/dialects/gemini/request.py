@@ -30,7 +30,7 @@ import orjson
 from izzi_proxy import canonical as c
 from izzi_proxy.bodies import decode_object
 from izzi_proxy.dialects import ParsedRequest
-from izzi_proxy.dialects.gemini import schema
+from izzi_proxy.dialects.gemini import schema, signatures
 from izzi_proxy.dialects.openai_chat.request import Probability, invalid
 from izzi_proxy.errors import InvalidRequest
 
@@ -335,6 +335,9 @@ class _CallIds:
 
 def _turn_parts(content: Content, turn: int, ids: _CallIds, dropped: set[str]) -> list[c.Part]:
     parts: list[c.Part] = []
+    if content.role == "model":  # Claude's signed thinking, carried by a call's signature (``signatures``)
+        carried = (signatures.carried(p.thought_signature) for p in content.parts if p.thought_signature)
+        parts += next((blocks for blocks in carried if blocks), [])
     for n, part in enumerate(content.parts):
         if part.function_call is not None:
             call = part.function_call

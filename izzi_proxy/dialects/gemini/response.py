@@ -19,6 +19,7 @@ import orjson
 from izzi_proxy import canonical as c
 from izzi_proxy import sse
 from izzi_proxy.dialects.anthropic_messages.request import tool_input
+from izzi_proxy.dialects.gemini import signatures
 from izzi_proxy.errors import GatewayError, UpstreamError
 from izzi_proxy.masking import mask_secrets
 
@@ -289,6 +290,10 @@ def _candidate(parts: list[dict[str, Any]], finish: str | None = None) -> dict[s
 
 def render_response(resp: c.Response, model: str, thoughts: bool) -> bytes:
     parts = [p for part in resp.parts if (p := _wire_part(part, thoughts)) is not None]
+    thinking = [p for p in resp.parts if isinstance(p, c.Thinking | c.RedactedThinking)]
+    first_call = next((p for p in parts if "functionCall" in p), None)
+    if first_call is not None and (carrying := signatures.carry(thinking)):
+        first_call["thoughtSignature"] = carrying
     return orjson.dumps(
         {
             "candidates": [_candidate(parts, finish_of(resp.stop_reason))],
@@ -343,6 +348,8 @@ class StreamRenderer:
         self._thoughts = thoughts
         self._id = ""
         self._calls: dict[int, c.ToolCall] = {}  # open function calls by canonical index
+        self._thinking: dict[int, c.Thinking | c.RedactedThinking] = {}  # for the first call's signature
+        self._carried = False
         self._finish: c.StopReason | None = None
         self._usage = c.Usage()
 
@@ -361,18 +368,34 @@ class StreamRenderer:
         if isinstance(event, c.Delta):
             if event.kind == "text":
                 return self._chunk([{"text": event.value}]) if event.value else b""
+            block = self._thinking.get(event.index)
+            if isinstance(block, c.Thinking):
+                if event.kind == "thinking":
+                    block.text += event.value
+                elif event.kind == "signature":
+                    block.signature = (block.signature or "") + event.value
             if event.kind == "thinking":
                 return self._chunk([{"text": event.value, "thought": True}]) if self._thoughts and event.value else b""
             if event.kind == "arguments" and (call := self._calls.get(event.index)) is not None:
                 call.arguments += event.value
             return b""
         if isinstance(event, c.BlockStart):
-            if isinstance(event.part, c.ToolCall):
-                self._calls[event.index] = c.ToolCall(event.part.id, event.part.name, "")
+            part = event.part
+            if isinstance(part, c.ToolCall):
+                self._calls[event.index] = c.ToolCall(part.id, part.name, "")
+            elif isinstance(part, c.Thinking):
+                self._thinking[event.index] = c.Thinking(part.text, part.signature)
+            elif isinstance(part, c.RedactedThinking):
+                self._thinking[event.index] = part
             return b""
         if isinstance(event, c.BlockStop):
             call = self._calls.pop(event.index, None)
-            return b"" if call is None else self._chunk([_wire_part(call, False)])  # type: ignore[list-item]
+            if call is None:
+                return b""
+            wire: dict[str, Any] = _wire_part(call, False)  # type: ignore[assignment]
+            if not self._carried and (carrying := signatures.carry(list(self._thinking.values()))):
+                wire["thoughtSignature"], self._carried = carrying, True
+            return self._chunk([wire])
         if isinstance(event, c.Start):
             self._id = response_id(event.id)
             if event.usage is not None:

@@ -354,3 +354,34 @@ def test_the_array_tap_writes_one_json_array() -> None:
         objects = orjson.loads(out)
         assert len(objects) == len(frames) > 2 and {o["modelVersion"] for o in objects} == {"asked"}
         assert tap.done and tap.usage is not None
+
+
+# -- Claude's thinking in a thought signature ------------------------------------------------------
+
+
+def test_signed_thinking_rides_in_a_signature_both_base64_alphabets() -> None:
+    import base64
+
+    from izzi_proxy.dialects.gemini import signatures
+
+    blocks = [c.Thinking("I think", "sig/+=="), c.Thinking("unsigned"), c.RedactedThinking("opaque")]
+    carrying = signatures.carry(blocks)
+    assert signatures.carried(carrying) == [c.Thinking("I think", "sig/+=="), c.RedactedThinking("opaque")]
+    url_safe = base64.urlsafe_b64encode(base64.b64decode(carrying)).decode()  # as the google-genai SDK sends it back
+    assert signatures.carried(url_safe) == signatures.carried(carrying)
+    assert signatures.carry([c.Thinking("unsigned")]) is None
+    for other in ("skip_thought_signature_validator", carrying[:-8], "", "!!"):
+        assert signatures.carried(other) == []
+
+
+def test_a_carried_signature_becomes_the_turns_thinking() -> None:
+    from izzi_proxy.dialects.gemini import signatures
+
+    carrying = signatures.carry([c.Thinking("plan", "s1")])
+    req = parse({"contents": [
+        {"role": "user", "parts": [{"text": "x"}]},
+        {"role": "model", "parts": [{"text": "Let me look."}, call("read", {}, "toolu_1") | {"thoughtSignature": carrying}]},
+        {"role": "user", "parts": [result("read", "R", "toolu_1")]},
+    ]})  # fmt: skip
+    assert [type(p).__name__ for p in req.messages[1].parts] == ["Thinking", "Text", "ToolCall"]
+    assert req.messages[1].parts[0] == c.Thinking("plan", "s1")
