@@ -1,10 +1,10 @@
-"""The real Claude Code and Codex CLIs against the gateway on the project's fake upstreams.
+"""The real Claude Code, Codex and Gemini CLIs against the gateway on the project's fake upstreams.
 
 Versions are pinned in ``tests/clients/package.json`` and installed by ``scripts/clients``
 (``scripts/test`` runs it). Each run gets its own HOME and works offline against the
 gateway's local URL. The fakes hold to the real APIs' rules (Anthropic's signed thinking,
 its thinking-first rule for tool turns, the system role only under its beta; OpenAI's
-tool-call pairing), and a prompt that says ``call <tool> <JSON>`` makes them ask for that
+tool-call pairing; Gemini 3's thought signatures), and a prompt that says ``call <tool> <JSON>`` makes them ask for that
 one tool, so each run makes a real tool round trip: the fake asks for a tool, the CLI runs
 it on a file here and sends the result back, and the final answer quotes what it read.
 """
