@@ -144,8 +144,8 @@ OUTPUT_FIELDS = {
     "anthropic_messages": re.compile(rb'"(?:text|thinking|partial_json)"' + _STRING),
     "openai_responses": re.compile(rb'"delta"' + _STRING),
     # Gemini: text parts, and a function call's arguments (an object, written whole in one
-    # line: counted from its key to the line's end, a little over)
-    "gemini": re.compile(rb'"text"' + _STRING + rb'|"args"\s*:\s*(\{[^\r\n]*)'),
+    # line: counted from its key to the line's end or a thought signature, a little over)
+    "gemini": re.compile(rb'"text"' + _STRING + rb'|"args"\s*:\s*(\{(?:(?!"thoughtSignature")[^\r\n])*)'),
 }
 ANSWER_FIELDS = re.compile(rb'"(?:content|text|thinking|reasoning_content|refusal|arguments)"' + _STRING)
 

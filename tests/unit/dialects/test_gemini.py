@@ -385,3 +385,17 @@ def test_a_carried_signature_becomes_the_turns_thinking() -> None:
     ]})  # fmt: skip
     assert [type(p).__name__ for p in req.messages[1].parts] == ["Thinking", "Text", "ToolCall"]
     assert req.messages[1].parts[0] == c.Thinking("plan", "s1")
+
+
+def test_the_meter_counts_gemini_text_and_args_not_signatures() -> None:
+    from izzi_proxy import tokens
+
+    pattern = tokens.OUTPUT_FIELDS["gemini"]
+    call = (
+        b'data: {"candidates":[{"content":{"parts":[{"functionCall":{"name":"f","args":{"city":"Hue"}},"thoughtSignature":"'
+        + b"A" * 4000
+        + b'"}]}}]}\r\n\r\n'
+    )
+    assert 14 <= tokens.output_bytes(pattern, call) < 30
+    text = b'data: {"candidates":[{"content":{"parts":[{"text":"Hello"},{"text":" there"}]}}]}\r\n\r\n'
+    assert tokens.output_bytes(pattern, text) == len("Hello there")
