@@ -49,15 +49,20 @@ stream_generate_content = _generation(stream=True)
 
 @endpoint(GEMINI, metered=True, limit="count_tokens", key_in_query=True)
 async def count_tokens(request: web.Request) -> web.Response:
-    """The request's input tokens, counted as ``/v1/messages/count_tokens`` counts them
-    (exactly by an upstream that counts, else estimated; ``x-izzi-token-count`` says which)."""
+    """The request's input tokens: Google's own count for Gemini models, Anthropic's for
+    Claude models (the request translated), a local estimate for the rest;
+    ``x-izzi-token-count`` says ``exact`` or ``estimated``."""
     asked = request.match_info["model"]
     parsed = GEMINI.parse_count_tokens(read_body(request), asked)
     entry = resolve(request, asked)
     check_model(request.app[CONFIG].limits, request[API_KEY], entry)
-    written = ANTHROPIC_MESSAGES_WIRE.from_canonical(GEMINI.to_canonical(parsed), c.Target(entry.id))
-    body = {k: v for k, v in written.items() if k in _COUNTED}
-    counted, how = await count_input(request, entry, asked, body, {})
+    native = parsed.body.get("generateContentRequest") or {"contents": parsed.body.get("contents")}
+    found = await count_input(request, entry, asked, {k: v for k, v in native.items() if k != "model"}, {}, "gemini")
+    if found is None:
+        written = ANTHROPIC_MESSAGES_WIRE.from_canonical(GEMINI.to_canonical(parsed), c.Target(entry.id))
+        body = {k: v for k, v in written.items() if k in _COUNTED}
+        found = await count_input(request, entry, asked, body, {})
+    counted, how = found or (0, "")
     details = [{"modality": "TEXT", "tokenCount": counted}]
     return json_response({"totalTokens": counted, "promptTokensDetails": details}, headers={TOKEN_COUNT_HEADER: how})
 

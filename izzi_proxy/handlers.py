@@ -128,19 +128,25 @@ async def count_tokens(request: web.Request) -> web.Response:
     entry = resolve(request, parsed.model)
     check_model(request.app[CONFIG].limits, request[API_KEY], entry)
     headers = ANTHROPIC_MESSAGES.forward_headers(request.headers)
-    counted, how = await count_input(request, entry, parsed.model, parsed.body, headers)
+    counted, how = await count_input(request, entry, parsed.model, parsed.body, headers) or (0, "")
     return json_response({"input_tokens": counted}, headers={TOKEN_COUNT_HEADER: how})
 
 
 async def count_input(
-    request: web.Request, entry: ModelEntry, asked: str, body: dict, headers: dict[str, str]
-) -> tuple[int, str]:
-    """The input tokens of an Anthropic Messages ``body`` for ``entry``, and how they were
-    counted: ``exact`` by an upstream that counts (the first of the model's that answers),
-    else ``estimated`` here. The request's record names the model (and the upstream)."""
+    request: web.Request,
+    entry: ModelEntry,
+    asked: str,
+    body: dict,
+    headers: dict[str, str],
+    wire: str = "anthropic_messages",
+) -> tuple[int, str] | None:
+    """The input tokens of ``body`` (in ``wire``) for ``entry``, and how they were counted:
+    ``exact`` by an upstream that counts (the first of the model's that answers); else, for
+    an Anthropic body, ``estimated`` here, and None for another. The request's record names
+    the model (and the upstream)."""
     record = request[RECORD]
     record.model, record.requested_model = entry.id, asked
-    counters = request.app[ROUTER].token_counters(entry)
+    counters = request.app[ROUTER].token_counters(entry, wire)
     for i, (route, counter) in enumerate(counters):
         try:
             counted = await counter.count_tokens({**body, "model": route.model}, headers)
@@ -150,7 +156,7 @@ async def count_input(
             raise
         record.upstream, record.upstream_model = route.upstream, route.model
         return counted, "exact"
-    return tokens.estimate_messages_body(body), "estimated"
+    return (tokens.estimate_messages_body(body), "estimated") if wire == "anthropic_messages" else None
 
 
 @endpoint(OPENAI_CHAT, public=True)

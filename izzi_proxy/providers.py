@@ -97,7 +97,8 @@ class Provider(Protocol):
 
 @runtime_checkable
 class CountsTokens(Protocol):
-    """Optional: the upstream counts a request's input tokens itself (exactly)."""
+    """Optional: the upstream counts a request's input tokens itself (exactly), for a body in
+    its own wire format (Anthropic's Messages, Gemini's GenerateContentRequest)."""
 
     async def count_tokens(self, body: dict[str, Any], headers: Mapping[str, str]) -> int: ...
 

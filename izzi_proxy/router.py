@@ -94,14 +94,14 @@ class Router:
                 found.append(Candidate(route, provider, wire, wire.name == dialect.name))
         return found
 
-    def token_counters(self, entry: ModelEntry) -> list[tuple[Route, CountsTokens]]:
-        """The model's routes whose upstream counts Anthropic-format tokens itself."""
+    def token_counters(self, entry: ModelEntry, wire: str = "anthropic_messages") -> list[tuple[Route, CountsTokens]]:
+        """The model's routes whose upstream counts the tokens of a body in ``wire`` itself."""
         return [
             (route, provider)
             for route in entry.routes
             if isinstance(provider := self._providers.get(route.upstream), CountsTokens)
-            and "anthropic_messages" in provider.wire_formats
-            and route.wire in (None, "anthropic_messages")
+            and wire in provider.wire_formats
+            and route.wire in (None, wire)
         ]
 
     def healthy(self, entry: ModelEntry) -> bool:

@@ -338,8 +338,15 @@ def fake_gemini_app(api_key: str | None = "gemini-test-key", chunks: int = 4) ->
                                             "reason": "API_KEY_INVALID", "domain": "googleapis.com"}]  # fmt: skip
             return web.json_response(refused, status=400)  # what Google answers a wrong key
         if method == "countTokens":
-            contents = body.get("contents") if isinstance(body, dict) else None
-            return web.json_response({"totalTokens": estimate_tokens(orjson.dumps(contents).decode())})
+            inner = body.get("generateContentRequest") if isinstance(body, dict) else None
+            if inner is not None and inner.get("model") != f"models/{model}":
+                return error(400, "generateContentRequest.model must be the model in the URL")
+            counted = inner or body
+            contents = counted.get("contents") if isinstance(counted, dict) else None
+            if not contents:
+                return error(400, "* CountTokensRequest.contents: contents is not specified")
+            seen = {k: counted.get(k) for k in ("contents", "systemInstruction", "tools")}
+            return web.json_response({"totalTokens": estimate_tokens(orjson.dumps(seen).decode())})
         try:
             _validate(body, model)
         except _Invalid as exc:

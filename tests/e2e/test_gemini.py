@@ -208,6 +208,25 @@ async def test_count_tokens(gateway, backend):
     client = gateway.gemini()
     counted = await client.aio.models.count_tokens(model=ECHO[backend], contents="Count these words for me please")
     assert counted.total_tokens > 0
+    record = (await gateway.records())[0]
+    # Google and Anthropic count themselves; the OpenAI-format upstream cannot (estimated here)
+    assert record.upstream == {"openai": None, "anthropic": "claude", "gemini": "gemini"}[backend]
+    if backend == "gemini":
+        sent = gateway.gemini_received[-1]
+        assert sent.path == "/v1beta/models/gemini-2.5-flash-echo:countTokens"
+        assert sent.body["generateContentRequest"]["model"] == "models/gemini-2.5-flash-echo"
+
+
+async def test_count_tokens_header_says_how(gateway):
+    body = {"generateContentRequest": {"model": "models/x", "contents": [{"parts": [{"text": "Count me"}]}],
+                                       "systemInstruction": {"parts": [{"text": "Be brief"}]}}}  # fmt: skip
+    async with aiohttp.ClientSession() as session:
+        for model, how in (("gemini-flash", "exact"), ("claude", "exact"), ("gpt-4o", "estimated")):
+            url = gateway.server.make_url(f"/v1beta/models/{model}:countTokens")
+            async with session.post(url, json=body, headers={"x-goog-api-key": gateway.key}) as response:
+                assert response.status == 200, await response.text()
+                assert response.headers["x-izzi-token-count"] == how
+                assert (await response.json())["totalTokens"] > 0
 
 
 async def test_model_list_and_get(gateway):
