@@ -68,11 +68,14 @@ for model in ("gpt-4o", "claude", "gemini-flash"):
         VALID[f"/v1beta/models/{model}:{method}"] = [GEMINI_BODY]
 VALID["/v1beta/models/claude:countTokens"] = [GEMINI_BODY, {"contents": GEMINI_BODY["contents"]}]
 ANTHROPIC_ROUTES = ("/v1/messages", "/v1/messages/count_tokens")
-GEMINI_ROUTE = re.compile(r"^/v1(?:beta)?/models/[^/]*:|^/v1beta/")
+GEMINI_METHOD = re.compile(r"^/v1/models/[^/:]+:[^/]+$")  # POST models/{model}:{method}, as Google serves it
 
 
-def is_gemini(path: str) -> bool:
-    return GEMINI_ROUTE.match(unquote(path.split("?")[0])) is not None
+def is_gemini(method: str, path: str) -> bool:
+    """Whether the route answers in Google's envelope: all of ``/v1beta/``, and a method on a
+    model under ``/v1/`` (``GET /v1/models/…`` is OpenAI's, whatever the name)."""
+    path = unquote(path.split("?")[0])
+    return path.startswith("/v1beta/") or (method == "POST" and GEMINI_METHOD.match(path) is not None)
 
 
 SCALARS = (
@@ -153,7 +156,7 @@ async def check(http: aiohttp.ClientSession, method: str, path: str, body: bytes
     async with asyncio.timeout(ANSWER_WITHIN_S), http.request(method, path, data=body, headers=headers) as resp:
         raw = await resp.read()
     assert resp.status < 500, (resp.status, raw[:500], body[:300] if body else None)
-    if resp.status >= 400 and is_gemini(path):
+    if resp.status >= 400 and is_gemini(method, path):
         error = json.loads(raw)
         assert set(error) == {"error"}, error
         error = error["error"]
@@ -170,7 +173,7 @@ async def check(http: aiohttp.ClientSession, method: str, path: str, body: bytes
         assert isinstance(error["type"], str) and isinstance(error["message"], str) and error["message"], error
     elif resp.content_type == "text/event-stream":
         assert raw.endswith((b"\n\n", b"\r\n\r\n")), raw[-200:]
-    elif resp.content_type == "application/json" and is_gemini(path):
+    elif resp.content_type == "application/json" and is_gemini(method, path):
         json.loads(raw)  # a whole answer, or Google's stream as one closed JSON array
 
 
