@@ -32,7 +32,7 @@ log = logging.getLogger("izzi.errors")
 
 def _from_http(request: web.Request, exc: web.HTTPException) -> GatewayError:
     if exc.status == 404:
-        hint = "" if "/v1/" in request.path else " (API routes start with /v1)"
+        hint = "" if "/v1/" in request.path or request.path.startswith("/v1beta/") else " (API routes start with /v1)"
         return NotFound(f"Unknown route: {request.method} {request.path}{hint}")
     if exc.status == 405:
         allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))

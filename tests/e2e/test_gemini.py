@@ -288,6 +288,17 @@ async def test_other_methods_answer_a_clear_404(gateway):
     )
 
 
+async def test_unknown_gemini_paths_answer_in_googles_envelope(gateway):
+    async with aiohttp.ClientSession() as session:
+        for method, path in (("GET", "/v1beta/cachedContents"), ("GET", "/v1beta/models/gpt-4o:generateContent")):
+            async with session.request(
+                method, gateway.server.make_url(path), headers={"anthropic-version": "1"}
+            ) as response:
+                error = (await response.json())["error"]
+                assert response.status in (404, 405) and error["code"] == response.status and error["status"]
+                assert "start with /v1" not in error["message"]
+
+
 async def test_key_in_query_and_bearer(gateway, caplog):
     caplog.set_level("DEBUG")
     body = {"contents": [{"parts": [{"text": "Hi"}]}]}
