@@ -88,7 +88,7 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
         app.router.add_get(f"{prefix}/me", account_api.me)
     gemini_api.add_routes(app)
     app.router.add_get("/v1beta/models", models_api.list_gemini_models)
-    app.router.add_get("/v1beta/models/{model}", models_api.get_gemini_model)
+    app.router.add_get("/v1beta/models/{model:[^/:]+}", models_api.get_gemini_model)
     admin_api.add_routes(app)
     app.router.add_get("/healthz", handlers.health)
     app.router.add_get("/openapi.json", openapi.serve)
