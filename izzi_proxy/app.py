@@ -10,6 +10,7 @@ from aiohttp import web
 from izzi_proxy import (
     account_api,
     admin_api,
+    configure_api,
     gemini_api,
     handlers,
     middleware,
@@ -92,6 +93,7 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
     admin_api.add_routes(app)
     app.router.add_get("/healthz", handlers.health)
     app.router.add_get("/openapi.json", openapi.serve)
+    app.router.add_get("/configure.py", configure_api.serve)
     return app
 
 

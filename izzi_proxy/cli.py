@@ -5,6 +5,7 @@ izzi-proxy check-config [--config PATH]          resolved config, secrets redact
 izzi-proxy migrate [--config PATH]               create or migrate the ledger's schema (serve does too)
 izzi-proxy accounts create|list|show|set …
 izzi-proxy keys create|list|revoke …
+izzi-proxy configure --url URL --key izzi-…       point this machine's coding tools at a gateway
 """
 
 from __future__ import annotations
@@ -42,10 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("migrate", help="create or migrate the ledger's schema (serve does it at start)"))
 
     admin_cli.add_commands(sub, with_config)
+    sub.add_parser("configure", help="point this machine's coding tools at a gateway (configure --help)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["configure"]:  # a user's command: no gateway config is read
+        from izzi_proxy import configure
+
+        return configure.main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         config = load_config(args.config)

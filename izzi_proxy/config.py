@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from izzi_proxy.catalog import TIERS, Catalog
 from izzi_proxy.catalog_config import load_catalog
@@ -36,6 +37,7 @@ class ServerConfig:
     keepalive_timeout_s: float = 15.0  # an idle client connection is closed after this
     shutdown_timeout_s: float = 30.0
     log_level: str = "info"
+    public_url: str | None = None  # the gateway's URL as clients reach it (GET /configure.py fills it in)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,9 +328,20 @@ def _server(r: Reader) -> ServerConfig:
         keepalive_timeout_s=r.positive("keepalive_timeout_s", d.keepalive_timeout_s),
         shutdown_timeout_s=r.positive("shutdown_timeout_s", d.shutdown_timeout_s),
         log_level=level,
+        public_url=_public_url(r),
     )
     r.reject_unknown()
     return config
+
+
+def _public_url(r: Reader) -> str | None:
+    url = r.get("public_url", str, None)
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise r.error("public_url", f"must be an http(s) URL such as https://gateway.example.com, got {url!r}")
+    return url.rstrip("/").removesuffix("/v1")
 
 
 def _storage(r: Reader) -> StorageConfig:
