@@ -69,6 +69,7 @@ class Place:
     path: str
     shell: str
     codex: Path  # CODEX_HOME, else ~/.codex
+    xdg: Path  # XDG_CONFIG_HOME, else ~/.config (OpenCode reads it on every system)
 
     @classmethod
     def here(cls, environ: dict[str, str] | None = None, windows: bool | None = None) -> Place:
@@ -80,7 +81,8 @@ class Place:
         else:
             config = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
         codex = Path(env.get("CODEX_HOME") or home / ".codex")
-        return cls(home, config, windows, env.get("PATH", ""), env.get("SHELL", ""), codex)
+        xdg = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+        return cls(home, config, windows, env.get("PATH", ""), env.get("SHELL", ""), codex, xdg)
 
     def which(self, name: str) -> bool:
         return shutil.which(name, path=self.path) is not None
@@ -384,7 +386,7 @@ def openclaw_probe(place: Place) -> Probe:
 
 
 def opencode_path(place: Place) -> Path:
-    return place.config / "opencode" / "opencode.json"
+    return place.xdg / "opencode" / "opencode.json"
 
 
 def opencode_plan(place: Place, setup: Setup) -> list[Change]:
@@ -673,7 +675,11 @@ def main(argv: list[str] | None = None, place: Place | None = None, out: Any = N
     apply(place, changes)
     print(f"Written. Originals are kept in {place.state}; `--undo` restores them.", file=out)
     if any(c.tool == "Codex" for c in changes):
-        print(f"Codex reads {KEY_ENV} from your shell profile: open a new terminal first.", file=out)
+        if place.windows:
+            print(f"Codex reads {KEY_ENV} from the environment: run  setx {KEY_ENV} <your key>  and open a new "
+                  "terminal.", file=out)  # fmt: skip
+        else:
+            print(f"Codex reads {KEY_ENV} from your shell profile: open a new terminal first.", file=out)
     return 0
 
 

@@ -234,6 +234,7 @@ def test_windows_paths() -> None:
         {"USERPROFILE": r"C:\Users\lan", "APPDATA": r"C:\Users\lan\AppData\Roaming", "PATH": ""}, windows=True
     )
     assert str(place.home) == r"C:\Users\lan" and place.codex == place.home / ".codex"
+    assert place.xdg == place.home / ".config"  # OpenCode's, on Windows too
     assert place.state == Path(r"C:\Users\lan\AppData\Roaming") / "izzi" / "configure" and place.profiles() == []
     mac = Place.here({"HOME": "/Users/lan", "SHELL": "/bin/zsh", "PATH": ""}, windows=False)
     assert mac.config == Path("/Users/lan/.config") and mac.profiles() == [Path("/Users/lan/.zshrc")]

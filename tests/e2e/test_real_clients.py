@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -271,4 +273,51 @@ async def test_gemini_cli_default_models_pass_through_to_gemini(gateway: Gateway
         and len(asked) >= 1
         and all(a.startswith("gemini-") for a in asked)
     )
+    assert {(r.status, r.outcome) for r in records} == {(200, "ok")}
+
+
+# -- configured by `izzi-proxy configure` alone ----------------------------------------------------
+
+
+async def configured_home(gateway: Gateway, workdir: Path, *extra: str) -> dict[str, str]:
+    """A home whose tools were set up by the configure command only (with the Gemini CLI's
+    own quiet settings already there, as a user's would be); the environment it leaves is a
+    plain one: PATH, HOME, locale."""
+    home = workdir.parent / "home"
+    (home / ".gemini").mkdir(parents=True, exist_ok=True)
+    quiet = {k: v for k, v in GEMINI_SETTINGS.items() if k != "security"}
+    (home / ".gemini" / "settings.json").write_text(json.dumps(quiet))
+    for folder in (".claude", ".codex"):
+        (home / folder).mkdir(exist_ok=True)
+    env = base_env(home)
+    args = [sys.executable, "-m", "izzi_proxy", "configure", "--url", str(gateway.server.make_url("")).rstrip("/"),
+            "--key", gateway.key, "--yes", "--only", "Claude Code,Codex,Gemini CLI", *extra]  # fmt: skip
+    code, out, err = await run(args, {**env, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}, workdir)
+    assert code == 0, out + err
+    return env
+
+
+@pytest.mark.timeout(240)
+async def test_the_real_clients_answer_once_configure_has_run(gateway: Gateway, workdir: Path) -> None:
+    env = await configured_home(gateway, workdir)
+    read = f"Please call Read {json.dumps({'file_path': str(workdir / 'hello.txt')})} and tell me the secret word."
+    code, out, err = await run([cli("claude"), "-p", read, "--output-format", "json"],
+                               {**env, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"}, workdir)  # fmt: skip
+    assert code == 0 and SECRET in json.loads(out)["result"], out[-2000:] + err[-2000:]
+
+    last = workdir.parent / "last-message.txt"
+    prompt = f"Please call exec_command {json.dumps({'cmd': 'cat hello.txt'})} and tell me the secret word."
+    codex = f"{cli('codex')} exec --skip-git-repo-check --dangerously-bypass-approvals-and-sandbox --color never -o {last} {shlex.quote(prompt)}"
+    code, out, err = await run(
+        ["bash", "-c", f". ~/.bashrc && {codex}"], env, workdir
+    )  # the key from the profile block
+    assert code == 0 and SECRET in last.read_text(), out[-2000:] + err[-2000:]
+
+    read = f"Please call read_file {json.dumps({'file_path': str(workdir / 'hello.txt')})} and tell me the secret word."
+    code, out, err = await run([cli("gemini"), "-p", read, "--output-format", "json", "--approval-mode", "yolo", "--skip-trust"],
+                               env, workdir, timeout=120)  # fmt: skip
+    assert code == 0 and SECRET in json.loads(out[out.index("{") :])["response"], out[-2000:] + err[-2000:]
+
+    records = await gateway.records()
+    assert {r.model for r in records} >= {"claude-sonnet-4.5", "gpt-5.1-codex", "gemini-tools"}
     assert {(r.status, r.outcome) for r in records} == {(200, "ok")}

@@ -212,3 +212,17 @@ def test_limits_and_ip_block_errors(tmp_path: Path, section: str, key: str, word
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, UP + section), env={})
     assert caught.value.key == key and words in caught.value.problem
+
+
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [('"https://gw.example.com/"', "https://gw.example.com"), ('"http://10.0.0.5:8080/v1"', "http://10.0.0.5:8080")],
+)
+def test_public_url(tmp_path, value: str, found: str) -> None:
+    assert load_config(write(tmp_path, f"[server]\npublic_url = {value}\n" + UP), env={}).server.public_url == found
+
+
+@pytest.mark.parametrize("value", ['"gw.example.com"', '"ftp://gw"', '"https://gw/?x=1"'])
+def test_public_url_must_be_an_http_url(tmp_path, value: str) -> None:
+    with pytest.raises(ConfigError, match="public_url"):
+        load_config(write(tmp_path, f"[server]\npublic_url = {value}\n" + UP), env={})
