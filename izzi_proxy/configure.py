@@ -301,12 +301,28 @@ def codex_plan(place: Place, setup: Setup) -> list[Change]:
         kept.pop()
     out = [f"{k} = {v}" for k, v in top.items()] + head
     out += [""] + ([*kept, ""] if kept else []) + table
-    changes = [Change("Codex", path, old, "\n".join(out) + "\n")]
+    new = "\n".join(out) + "\n"
+    if not toml_ok(new):
+        raise Refused(f"{path} could not be edited safely (its TOML is unusual); left as it is")
+    changes = [Change("Codex", path, old, new)]
     for profile in place.profiles():
         text = read(profile)
         body = [f"export {KEY_ENV}={shell_quote(setup.key)}  # Codex reads the gateway's key from here"]
         changes.append(Change("Codex", profile, text, marked_block(text, body)))
     return changes
+
+
+def toml_ok(text: str) -> bool:
+    """Whether the edited file still parses (where Python has tomllib: 3.11 and newer)."""
+    try:
+        import tomllib
+    except ImportError:
+        return True
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return False
+    return True
 
 
 def shell_quote(value: str) -> str:

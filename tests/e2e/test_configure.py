@@ -238,3 +238,11 @@ def test_windows_paths() -> None:
     assert place.state == Path(r"C:\Users\lan\AppData\Roaming") / "izzi" / "configure" and place.profiles() == []
     mac = Place.here({"HOME": "/Users/lan", "SHELL": "/bin/zsh", "PATH": ""}, windows=False)
     assert mac.config == Path("/Users/lan/.config") and mac.profiles() == [Path("/Users/lan/.zshrc")]
+
+
+async def test_codex_config_it_cannot_edit_safely_is_left_alone(gateway: Gateway, home: Path) -> None:
+    tricky = 'notes = """\n[model_providers.izzi]\n"""\nmodel = "o3"\n'  # a table header inside a string
+    (home / ".codex" / "config.toml").write_text(tricky)
+    done = await configure(gateway, home, "--yes")
+    assert done.returncode == 0 and "config.toml could not be edited safely" in done.stdout
+    assert (home / ".codex" / "config.toml").read_text() == tricky
