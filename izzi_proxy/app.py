@@ -92,6 +92,7 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
     app.router.add_get("/v1beta/models/{model:[^/:]+}", models_api.get_gemini_model)
     admin_api.add_routes(app)
     app.router.add_get("/healthz", handlers.health)
+    app.router.add_get("/readyz", handlers.ready)
     app.router.add_get("/openapi.json", openapi.serve)
     app.router.add_get("/configure.py", configure_api.serve)
     return app

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from izzi_proxy import admin_cli
 from izzi_proxy.config import Config, ConfigError, load_config
-from izzi_proxy.masking import SafeFormatter
+from izzi_proxy.masking import JsonFormatter, SafeFormatter
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,7 +72,10 @@ def serve(config: Config, args: argparse.Namespace) -> int:
     from izzi_proxy.app import SHUTDOWN_GRACE_S, create_app
 
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    if config.server.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=config.server.log_level.upper(), handlers=[handler])
     if args.mock:
         config = config.with_mock_upstreams()

@@ -37,6 +37,7 @@ class ServerConfig:
     keepalive_timeout_s: float = 15.0  # an idle client connection is closed after this
     shutdown_timeout_s: float = 30.0
     log_level: str = "info"
+    log_format: str = "text"  # text: one line per record; json: one JSON object per line
     public_url: str | None = None  # the gateway's URL as clients reach it (GET /configure.py fills it in)
 
 
@@ -328,10 +329,18 @@ def _server(r: Reader) -> ServerConfig:
         keepalive_timeout_s=r.positive("keepalive_timeout_s", d.keepalive_timeout_s),
         shutdown_timeout_s=r.positive("shutdown_timeout_s", d.shutdown_timeout_s),
         log_level=level,
+        log_format=_choice(r, "log_format", ("text", "json"), d.log_format),
         public_url=_public_url(r),
     )
     r.reject_unknown()
     return config
+
+
+def _choice(r: Reader, name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = r.get(name, str, default).lower()
+    if value not in allowed:
+        raise r.error(name, f"must be one of {', '.join(allowed)}, got {value!r}")
+    return value
 
 
 def _public_url(r: Reader) -> str | None:

@@ -7,6 +7,7 @@ matched route.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from dataclasses import dataclass
 
@@ -21,7 +22,8 @@ from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 from izzi_proxy.errors import NotFound, UpstreamError
 from izzi_proxy.exchange import Exchange
-from izzi_proxy.keys import API_KEY, BILL, BILLING, BODY, CONFIG, RECORD, REQUEST_ID, ROUTER
+from izzi_proxy.keys import API_KEY, BILL, BILLING, BODY, CONFIG, LEDGER, LIMITER, RECORD, REQUEST_ID, ROUTER
+from izzi_proxy.masking import mask_secrets
 from izzi_proxy.routes import Handler, endpoint
 
 TOKEN_COUNT_HEADER = "x-izzi-token-count"
@@ -161,7 +163,30 @@ async def count_input(
 
 @endpoint(OPENAI_CHAT, public=True)
 async def health(request: web.Request) -> web.Response:
+    """``GET /healthz``: the process is up (liveness)."""
     return json_response({"status": "ok"})
+
+
+READY_TIMEOUT_S = 2.0
+
+
+@endpoint(OPENAI_CHAT, public=True)
+async def ready(request: web.Request) -> web.Response:
+    """``GET /readyz``: the ledger and the limiter answer a round trip each (readiness);
+    503 naming what failed otherwise, its error masked."""
+    checks = {"ledger": request.app[LEDGER].ping(), "limiter": request.app[LIMITER].ping()}
+    found: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                await check
+            found[name] = "ok"
+        except TimeoutError:
+            found[name] = f"failed: no answer within {READY_TIMEOUT_S:g} s"
+        except Exception as exc:
+            found[name] = f"failed: {mask_secrets(str(exc) or type(exc).__name__)}"
+    ok = all(value == "ok" for value in found.values())
+    return json_response({"status": "ready" if ok else "not ready", "checks": found}, status=200 if ok else 503)
 
 
 def json_response(data: object, headers: dict[str, str] | None = None, status: int = 200) -> web.Response:

@@ -11,8 +11,10 @@ a line of the log.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import time
 
 # (a word that must be in the lower-cased text, the pattern it guards): a pattern runs only
 # where its word is, so the usual log line costs a few substring scans, not a regex each.
@@ -34,6 +36,7 @@ _RULES = tuple(
     )
 )  # fmt: skip
 _LONG = re.compile(r"\b[A-Za-z0-9_\-]{40,}")  # any long opaque token
+_URL_PASSWORD = re.compile(r"(?<=://)([^/\s:@]*):[^@\s/]+@")  # redis://user:PASSWORD@host
 _VISIBLE = 4
 
 
@@ -49,6 +52,8 @@ def mask_secrets(text: str) -> str:
     for hint, pattern in _RULES:
         if hint in lower:
             text = pattern.sub(_hide, text)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(r"\1:***@", text)
     return _LONG.sub(_hide, text)
 
 
@@ -87,3 +92,25 @@ class SafeFormatter(logging.Formatter):
             for part in block.splitlines():
                 line += "\n  | " + escape_controls(mask_secrets(part))
         return line
+
+
+class JsonFormatter(logging.Formatter):
+    converter = time.gmtime
+
+    """One JSON object per line (``[server] log_format = "json"``): time, level, logger and
+    the message with secrets masked, plus the record's ``fields`` (the access line's request
+    id, account, key prefix, model, tokens, cost, latency…); a traceback under ``exc``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": mask_secrets(record.getMessage()),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update({k: mask_secrets(v) if isinstance(v, str) else v for k, v in fields.items()})
+        if record.exc_info:
+            line["exc"] = mask_secrets(self.formatException(record.exc_info))
+        return json.dumps(line, ensure_ascii=False, default=str)

@@ -212,6 +212,7 @@ def document() -> dict[str, Any]:
     gemini_hello = {"contents": [{"role": "user", "parts": [{"text": "Hello!"}]}]}
     gemini_count = {"application/json": {"schema": GEMINI_COUNT}}
     any_error = {"anyOf": [OPENAI_ERROR, ANTHROPIC_ERROR, GEMINI_ERROR]}
+    json_object = {"application/json": {"schema": _OBJECT}}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -270,6 +271,10 @@ def document() -> dict[str, Any]:
                                                          GEMINI_ERROR, path_param)},
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {
                 "description": "The gateway is up", "content": {"application/json": {"schema": _OBJECT}}}}}},
+            "/readyz": {"get": {"summary": "Readiness: the ledger and the limiter answer", "security": [],
+                                "responses": {"200": {"description": "Ready", "content": json_object},
+                                              "503": {"description": "Not ready: what failed",
+                                                      "content": json_object}}}},
         },
     }  # fmt: skip
 

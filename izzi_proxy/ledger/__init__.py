@@ -374,6 +374,9 @@ class Ledger(Protocol):
     async def purge_responses(self, now: float) -> int:
         """Delete expired responses; how many."""
 
+    async def ping(self) -> None:
+        """One round trip to the database (``/readyz``); raises if it cannot be made."""
+
     async def aclose(self) -> None: ...
 
 

@@ -344,6 +344,9 @@ class PostgresLedger:
                 await db.execute("UPDATE izzi_schema SET version = $1", number)
             return len(MIGRATIONS)
 
+    async def ping(self) -> None:
+        await self._pool.fetchval("SELECT 1")
+
     async def aclose(self) -> None:
         await self._pool.close()
 

@@ -144,6 +144,9 @@ class SQLiteLedger:
         write lock, so processes opening a new file together migrate it once."""
         return await self._run(_migrate)
 
+    async def ping(self) -> None:
+        await self._rows("SELECT 1")
+
     async def aclose(self) -> None:
         await self._writes.aclose()
         await asyncio.get_running_loop().run_in_executor(self._thread, self._db.close)

@@ -67,6 +67,9 @@ class Limiter(Protocol):
     async def auth_failed(self, ip: str, now: float, max_failures: int, window_s: float, block_s: float) -> float:
         """Count a failed authentication from ``ip``; seconds it is now blocked (0: not)."""
 
+    async def ping(self) -> None:
+        """One round trip to the shared store (``/readyz``); raises if it cannot be made."""
+
     async def aclose(self) -> None: ...
 
 

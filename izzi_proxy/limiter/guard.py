@@ -107,5 +107,9 @@ class GuardedLimiter:
                 return blocked
         return await self._local.auth_failed(ip, now, max_failures, window_s, block_s)
 
+    async def ping(self) -> None:
+        """The backend itself, whatever the policy (readiness is about the real state)."""
+        await self._backend.ping()
+
     async def aclose(self) -> None:
         await self._backend.aclose()

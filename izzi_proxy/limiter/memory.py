@@ -113,5 +113,8 @@ class MemoryLimiter:
         ]:
             del self._ips[key]
 
+    async def ping(self) -> None:
+        pass  # in this process: always there
+
     async def aclose(self) -> None:
         pass

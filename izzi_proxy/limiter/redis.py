@@ -93,5 +93,8 @@ class RedisLimiter:
         args = [int(now * 1000), max_failures, int(window_s * 1000), int(block_s * 1000), secrets.token_hex(6)]
         return int(await self._call(self._auth_failed(keys=keys, args=args))) / 1000
 
+    async def ping(self) -> None:
+        await self._call(self._redis.ping())
+
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -1,7 +1,10 @@
 """Outermost: give every request an id, and log one line per answer once it has ended.
 
 The id goes back in ``x-request-id`` on every answer (set in ``on_response_prepare``, so
-streams carry it too). Keys never appear in the log: only the key's visible prefix.
+streams carry it too). Keys never appear in the log: only the key's visible prefix. The line
+carries the request's fields (``fields``: account, key prefix, model asked and served,
+upstream, status, outcome, tokens, cost, latency, time to first token), which the JSON log
+format writes as keys. Probes (``/healthz``, ``/readyz``) are logged at DEBUG only.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ from aiohttp.typedefs import Handler, Middleware
 
 from izzi_proxy.config import Config
 from izzi_proxy.keys import API_KEY, RECORD, REQUEST_ID
+from izzi_proxy.ledger import UsageRecord
+from izzi_proxy.pricing import credits
 
 log = logging.getLogger("izzi.access")
+PROBES = frozenset({"/healthz", "/readyz"})
 
 
 def new_request_id() -> str:
@@ -41,18 +47,41 @@ def make_request_log(config: Config) -> Middleware:
             status = record.status if record is not None and record.status else 499
             raise
         finally:
-            if log.isEnabledFor(logging.INFO):
-                key = request.get(API_KEY)
-                record = request.get(RECORD)
-                log.info(
-                    "%s %s %s %d %.1fms key=%s model=%s upstream=%s outcome=%s",
-                    request[REQUEST_ID], request.method, request.path, status,
-                    (time.monotonic() - started) * 1000, key.prefix if key else "-",
-                    getattr(record, "model", None) or "-", getattr(record, "upstream", None) or "-",
-                    getattr(record, "outcome", None) or "-",
-                )  # fmt: skip
+            level = logging.DEBUG if request.path in PROBES else logging.INFO
+            if log.isEnabledFor(level):
+                _log(level, request, status, (time.monotonic() - started) * 1000)
 
     return request_log
+
+
+def _log(level: int, request: web.Request, status: int, latency_ms: float) -> None:
+    key, record = request.get(API_KEY), request.get(RECORD)
+    fields: dict[str, object] = {
+        "request_id": request[REQUEST_ID], "method": request.method, "path": request.path, "status": status,
+        "latency_ms": round(latency_ms, 1), "key_prefix": key.prefix if key else None,
+        "account_id": key.account_id if key else None,
+    }  # fmt: skip
+    if isinstance(record, UsageRecord):
+        usage = record.usage
+        fields |= {
+            "model_asked": record.requested_model, "model": record.model, "upstream": record.upstream,
+            "upstream_model": record.upstream_model, "outcome": record.outcome, "error_type": record.error_type,
+            "stream": record.stream, "attempts": record.attempts,
+            "ttft_ms": None if record.ttft_ms is None else round(record.ttft_ms, 1),
+            "input_tokens": usage.input_tokens if usage else None,
+            "output_tokens": usage.output_tokens if usage else None,
+            "cache_read_tokens": usage.cache_read_tokens if usage else None,
+            "cache_write_tokens": usage.cache_write_tokens if usage else None,
+            "cost": float(credits(record.cost)),
+        }  # fmt: skip
+    log.log(
+        level,
+        "%s %s %s %d %.1fms key=%s model=%s upstream=%s outcome=%s tokens=%s/%s cost=%s",
+        fields["request_id"], request.method, request.path, status, latency_ms, fields["key_prefix"] or "-",
+        fields.get("model") or "-", fields.get("upstream") or "-", fields.get("outcome") or "-",
+        fields.get("input_tokens", "-"), fields.get("output_tokens", "-"), fields.get("cost", "-"),
+        extra={"fields": fields},
+    )  # fmt: skip
 
 
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:

@@ -62,3 +62,14 @@ def test_a_traceback_is_indented_under_its_record_and_masked() -> None:
     first, *rest = out.split("\n")
     assert first == "INFO failed" and rest and all(line.startswith("  | ") for line in rest)
     assert "0123456789abcdef" not in out
+
+
+def test_a_password_in_a_url_is_masked() -> None:
+    from izzi_proxy.masking import mask_secrets
+
+    assert (
+        mask_secrets("Error 111 connecting to redis://:s3cr3tpw@10.0.0.9:6379")
+        == "Error 111 connecting to redis://:***@10.0.0.9:6379"
+    )
+    assert mask_secrets("postgresql://izzi:hunter2pass@db:5432/izzi") == "postgresql://izzi:***@db:5432/izzi"
+    assert mask_secrets("see https://example.com:8080/path") == "see https://example.com:8080/path"
