@@ -109,6 +109,8 @@ class JsonFormatter(logging.Formatter):
             "message": mask_secrets(record.getMessage()),
         }
         fields = getattr(record, "fields", None)
+        if hasattr(fields, "as_dict"):  # made only now, for this format (request_log.AccessFields)
+            fields = fields.as_dict()
         if isinstance(fields, dict):
             line.update({k: mask_secrets(v) if isinstance(v, str) else v for k, v in fields.items()})
         if record.exc_info:

@@ -54,32 +54,51 @@ def make_request_log(config: Config) -> Middleware:
     return request_log
 
 
-def _log(level: int, request: web.Request, status: int, latency_ms: float) -> None:
-    key, record = request.get(API_KEY), request.get(RECORD)
-    fields: dict[str, object] = {
-        "request_id": request[REQUEST_ID], "method": request.method, "path": request.path, "status": status,
-        "latency_ms": round(latency_ms, 1), "key_prefix": key.prefix if key else None,
-        "account_id": key.account_id if key else None,
-    }  # fmt: skip
-    if isinstance(record, UsageRecord):
-        usage = record.usage
-        fields |= {
-            "model_asked": record.requested_model, "model": record.model, "upstream": record.upstream,
-            "upstream_model": record.upstream_model, "outcome": record.outcome, "error_type": record.error_type,
-            "stream": record.stream, "attempts": record.attempts,
-            "ttft_ms": None if record.ttft_ms is None else round(record.ttft_ms, 1),
-            "input_tokens": usage.input_tokens if usage else None,
-            "output_tokens": usage.output_tokens if usage else None,
-            "cache_read_tokens": usage.cache_read_tokens if usage else None,
-            "cache_write_tokens": usage.cache_write_tokens if usage else None,
-            "cost": float(credits(record.cost)),
+class AccessFields:
+    """An access line's fields, made into a dict only when a formatter asks (``as_dict``: the
+    JSON format); the text line reads the few it shows directly."""
+
+    __slots__ = ("key", "latency_ms", "method", "path", "record", "request_id", "status")
+
+    def __init__(self, request: web.Request, status: int, latency_ms: float) -> None:
+        self.key, self.record = request.get(API_KEY), request.get(RECORD)
+        self.request_id, self.method, self.path = request[REQUEST_ID], request.method, request.path
+        self.status, self.latency_ms = status, latency_ms
+
+    def as_dict(self) -> dict[str, object]:
+        key, record = self.key, self.record
+        fields: dict[str, object] = {
+            "request_id": self.request_id, "method": self.method, "path": self.path, "status": self.status,
+            "latency_ms": round(self.latency_ms, 1), "key_prefix": key.prefix if key else None,
+            "account_id": key.account_id if key else None,
         }  # fmt: skip
+        if isinstance(record, UsageRecord):
+            usage = record.usage
+            fields |= {
+                "model_asked": record.requested_model, "model": record.model, "upstream": record.upstream,
+                "upstream_model": record.upstream_model, "outcome": record.outcome,
+                "error_type": record.error_type, "stream": record.stream, "attempts": record.attempts,
+                "ttft_ms": None if record.ttft_ms is None else round(record.ttft_ms, 1),
+                "input_tokens": usage.input_tokens if usage else None,
+                "output_tokens": usage.output_tokens if usage else None,
+                "cache_read_tokens": usage.cache_read_tokens if usage else None,
+                "cache_write_tokens": usage.cache_write_tokens if usage else None,
+                "cost": float(credits(record.cost)),
+            }  # fmt: skip
+        return fields
+
+
+def _log(level: int, request: web.Request, status: int, latency_ms: float) -> None:
+    fields = AccessFields(request, status, latency_ms)
+    key, record = fields.key, fields.record
+    usage = record.usage if isinstance(record, UsageRecord) else None
     log.log(
         level,
-        "%s %s %s %d %.1fms key=%s model=%s upstream=%s outcome=%s tokens=%s/%s cost=%s",
-        fields["request_id"], request.method, request.path, status, latency_ms, fields["key_prefix"] or "-",
-        fields.get("model") or "-", fields.get("upstream") or "-", fields.get("outcome") or "-",
-        fields.get("input_tokens", "-"), fields.get("output_tokens", "-"), fields.get("cost", "-"),
+        "%s %s %s %d %.1fms key=%s model=%s upstream=%s outcome=%s in=%s out=%s cost=%s",
+        fields.request_id, fields.method, fields.path, status, latency_ms, key.prefix if key else "-",
+        getattr(record, "model", None) or "-", getattr(record, "upstream", None) or "-",
+        getattr(record, "outcome", None) or "-", usage.input_tokens if usage else "-",
+        usage.output_tokens if usage else "-", credits(record.cost) if isinstance(record, UsageRecord) else "-",
         extra={"fields": fields},
     )  # fmt: skip
 

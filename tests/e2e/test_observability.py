@@ -24,7 +24,7 @@ async def test_the_access_line_carries_the_requests_fields(gateway: Gateway, cli
     caplog.set_level(logging.INFO, logger="izzi.access")
     await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hello"}])
     line = next(r for r in caplog.records if r.name == "izzi.access" and "/v1/chat/completions" in r.getMessage())
-    fields = line.fields
+    fields = line.fields.as_dict()
     record = (await gateway.records())[0]
     assert fields["request_id"] == record.request_id and fields["status"] == 200 and fields["outcome"] == "ok"
     assert fields["model_asked"] == "gpt-4o" and fields["model"] == "gpt-4o" and fields["upstream"] == "fake"
