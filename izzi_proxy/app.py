@@ -13,6 +13,7 @@ from izzi_proxy import (
     configure_api,
     gemini_api,
     handlers,
+    metrics,
     middleware,
     models_api,
     openapi,
@@ -31,6 +32,7 @@ from izzi_proxy.keys import (
     LEDGER,
     LIMITER,
     LOAD,
+    METRICS,
     ROUTER,
     SESSION,
     STREAMS,
@@ -66,6 +68,7 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
     app.cleanup_ctx.append(_limiter)
     app.cleanup_ctx.append(responses_api.purge_expired)
     app[STREAMS] = set()
+    app[METRICS] = metrics.Metrics()
     app[BLOCKED_IPS] = {}
     app[LOAD] = Load()
     app.on_response_prepare.append(add_request_id)
@@ -95,6 +98,10 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
     app.router.add_get("/readyz", handlers.ready)
     app.router.add_get("/openapi.json", openapi.serve)
     app.router.add_get("/configure.py", configure_api.serve)
+    if config.server.metrics != "off":
+        app.router.add_get(
+            "/metrics", metrics.serve_public if config.server.metrics == "public" else metrics.serve_admin
+        )
     return app
 
 

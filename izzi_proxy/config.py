@@ -38,6 +38,7 @@ class ServerConfig:
     shutdown_timeout_s: float = 30.0
     log_level: str = "info"
     log_format: str = "text"  # text: one line per record; json: one JSON object per line
+    metrics: str = "admin"  # who may scrape GET /metrics: admin (the admin token), public, off
     public_url: str | None = None  # the gateway's URL as clients reach it (GET /configure.py fills it in)
 
 
@@ -330,6 +331,7 @@ def _server(r: Reader) -> ServerConfig:
         shutdown_timeout_s=r.positive("shutdown_timeout_s", d.shutdown_timeout_s),
         log_level=level,
         log_format=_choice(r, "log_format", ("text", "json"), d.log_format),
+        metrics=_choice(r, "metrics", ("admin", "public", "off"), d.metrics),
         public_url=_public_url(r),
     )
     r.reject_unknown()

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from izzi_proxy.ledger.writer import UsageWriter
     from izzi_proxy.limiter import Limiter
     from izzi_proxy.limiter.leases import LeaseKeeper
+    from izzi_proxy.metrics import Metrics
     from izzi_proxy.router import Router
 
 
@@ -33,6 +34,7 @@ SESSION: web.AppKey[ClientSession] = web.AppKey("izzi.session")
 ROUTER: web.AppKey[Router] = web.AppKey("izzi.router")
 USAGE_WRITER: web.AppKey[UsageWriter] = web.AppKey("izzi.usage_writer")
 STREAMS: web.AppKey[set[asyncio.Task[object]]] = web.AppKey("izzi.streams")
+METRICS: web.AppKey[Metrics] = web.AppKey("izzi.metrics")
 LIMITER: web.AppKey[Limiter] = web.AppKey("izzi.limiter")
 LEASES: web.AppKey[LeaseKeeper] = web.AppKey("izzi.leases")
 BLOCKED_IPS: web.AppKey[dict[str, float]] = web.AppKey("izzi.blocked_ips")  # ip -> blocked until (epoch s)

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 
 import orjson
 
@@ -33,6 +34,7 @@ class UsageWriter:
         self._max_queued = max_queued
         self._retry_s = retry_s
         self._queue: list[UsageRecord] = []
+        self._behind_since: float | None = None  # when the queue last went from empty to waiting
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -45,6 +47,8 @@ class UsageWriter:
         if len(self._queue) >= self._max_queued:
             log.error("usage record not written (%d waiting): %s", len(self._queue), _dumped(record))
             return
+        if not self._queue:
+            self._behind_since = time.monotonic()
         self._queue.append(record)
         self._idle.clear()
         self._wake.set()
@@ -78,7 +82,19 @@ class UsageWriter:
                     await asyncio.sleep(self._retry_s)
                     continue
                 del self._queue[: len(batch)]
+                self._behind_since = time.monotonic() if self._queue else None
             self._idle.set()
+
+    @property
+    def waiting(self) -> int:
+        """Records submitted and not written yet."""
+        return len(self._queue)
+
+    @property
+    def lag_s(self) -> float:
+        """How long records have been waiting to be written (0 when none is)."""
+        since = self._behind_since
+        return 0.0 if since is None or not self._queue else time.monotonic() - since
 
 
 def _dumped(record: UsageRecord) -> str:

@@ -24,7 +24,7 @@ from izzi_proxy.errors import (
     RequestTooLarge,
     ServerError,
 )
-from izzi_proxy.keys import REQUEST_ID
+from izzi_proxy.keys import METRICS, REQUEST_ID
 from izzi_proxy.routes import dialect_of
 
 log = logging.getLogger("izzi.errors")
@@ -45,6 +45,8 @@ def _from_http(request: web.Request, exc: web.HTTPException) -> GatewayError:
 
 
 def render(request: web.Request, error: GatewayError) -> web.Response:
+    if (metrics := request.app.get(METRICS)) is not None:
+        metrics.failed(error.type, error.status)
     dialect = dialect_of(request)
     return web.Response(
         status=error.status,

@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from izzi_proxy.config import Config
-from izzi_proxy.keys import API_KEY, RECORD, REQUEST_ID
+from izzi_proxy.keys import API_KEY, METRICS, RECORD, REQUEST_ID
 from izzi_proxy.ledger import UsageRecord
 from izzi_proxy.pricing import credits
 
@@ -47,9 +47,14 @@ def make_request_log(config: Config) -> Middleware:
             status = record.status if record is not None and record.status else 499
             raise
         finally:
+            elapsed = time.monotonic() - started
             level = logging.DEBUG if request.path in PROBES else logging.INFO
             if log.isEnabledFor(level):
-                _log(level, request, status, (time.monotonic() - started) * 1000)
+                _log(level, request, status, elapsed * 1000)
+            try:
+                request.app[METRICS].answered(request, status, elapsed)
+            except Exception:  # a metric must never cost an answer
+                log.exception("request %s: metrics failed", request[REQUEST_ID])
 
     return request_log
 
