@@ -11,11 +11,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from izzi_proxy import canonical as c
+from izzi_proxy import tokens
 from izzi_proxy.access import check_model
 from izzi_proxy.dialects.anthropic_messages import ANTHROPIC_MESSAGES_WIRE
 from izzi_proxy.dialects.gemini import GEMINI
 from izzi_proxy.errors import InvalidRequest, NotFound
-from izzi_proxy.handlers import TOKEN_COUNT_HEADER, count_input, generate, json_response, read_body, resolve
+from izzi_proxy.handlers import TOKEN_COUNT_HEADER, count_exact, count_kind, generate, json_response, read_body, resolve
 from izzi_proxy.keys import API_KEY, CONFIG
 from izzi_proxy.routes import Handler, endpoint
 
@@ -57,14 +58,18 @@ async def count_tokens(request: web.Request) -> web.Response:
     entry = resolve(request, asked)
     check_model(request.app[CONFIG].limits, request[API_KEY], entry)
     native = parsed.body.get("generateContentRequest") or {"contents": parsed.body.get("contents")}
-    found = await count_input(request, entry, asked, {k: v for k, v in native.items() if k != "model"}, {}, "gemini")
-    if found is None:
+    gemini_body = {k: v for k, v in native.items() if k != "model"}
+    exact = await count_exact(request, entry, asked, gemini_body, {}, "gemini")
+    if exact is None:  # no Gemini upstream counts it: Anthropic's count of the same request, else an estimate
         written = ANTHROPIC_MESSAGES_WIRE.from_canonical(GEMINI.to_canonical(parsed), c.Target(entry.id))
         body = {k: v for k, v in written.items() if k in _COUNTED}
-        found = await count_input(request, entry, asked, body, {})
-    counted, how = found or (0, "")
+        exact = await count_exact(request, entry, asked, body, {})
+        counted = exact if exact is not None else tokens.estimate_messages_body(body)
+    else:
+        counted = exact
     details = [{"modality": "TEXT", "tokenCount": counted}]
-    return json_response({"totalTokens": counted, "promptTokensDetails": details}, headers={TOKEN_COUNT_HEADER: how})
+    answer = {"totalTokens": counted, "promptTokensDetails": details}
+    return json_response(answer, headers={TOKEN_COUNT_HEADER: count_kind(exact)})
 
 
 @endpoint(GEMINI, public=True)

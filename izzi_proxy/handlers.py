@@ -130,22 +130,27 @@ async def count_tokens(request: web.Request) -> web.Response:
     entry = resolve(request, parsed.model)
     check_model(request.app[CONFIG].limits, request[API_KEY], entry)
     headers = ANTHROPIC_MESSAGES.forward_headers(request.headers)
-    counted, how = await count_input(request, entry, parsed.model, parsed.body, headers) or (0, "")
-    return json_response({"input_tokens": counted}, headers={TOKEN_COUNT_HEADER: how})
+    exact = await count_exact(request, entry, parsed.model, parsed.body, headers)
+    counted = exact if exact is not None else tokens.estimate_messages_body(parsed.body)
+    return json_response({"input_tokens": counted}, headers={TOKEN_COUNT_HEADER: count_kind(exact)})
 
 
-async def count_input(
+def count_kind(exact: int | None) -> str:
+    """``x-izzi-token-count``: whether an upstream counted (``exact``) or the gateway estimated."""
+    return "estimated" if exact is None else "exact"
+
+
+async def count_exact(
     request: web.Request,
     entry: ModelEntry,
     asked: str,
     body: dict,
     headers: dict[str, str],
     wire: str = "anthropic_messages",
-) -> tuple[int, str] | None:
-    """The input tokens of ``body`` (in ``wire``) for ``entry``, and how they were counted:
-    ``exact`` by an upstream that counts (the first of the model's that answers); else, for
-    an Anthropic body, ``estimated`` here, and None for another. The request's record names
-    the model (and the upstream)."""
+) -> int | None:
+    """The input tokens of ``body`` (in ``wire``) for ``entry``, counted by the first of the
+    model's upstreams that counts and answers; None if none does. The request's record names
+    the model (and the upstream that counted)."""
     record = request[RECORD]
     record.model, record.requested_model = entry.id, asked
     counters = request.app[ROUTER].token_counters(entry, wire)
@@ -157,8 +162,8 @@ async def count_input(
                 continue
             raise
         record.upstream, record.upstream_model = route.upstream, route.model
-        return counted, "exact"
-    return (tokens.estimate_messages_body(body), "estimated") if wire == "anthropic_messages" else None
+        return counted
+    return None
 
 
 @endpoint(OPENAI_CHAT, public=True)
