@@ -75,14 +75,12 @@ import orjson
 from aiohttp import web
 
 from izzi_proxy.testing.openai import (
-    DISCONNECTS,
-    FAILS,
-    RECEIVED,
-    Received,
     ScenarioScript,
     _sample,
     estimate_tokens,
+    fake_app,
     open_scenario,
+    received,
     schema_problem,
     scripted_calls,
     stream_frames,
@@ -495,10 +493,7 @@ def _check_turns(messages: list[dict[str, Any]]) -> None:
 
 def fake_anthropic_app(api_key: str | None = "sk-ant-test", chunks: int = 4) -> web.Application:
     """An aiohttp app that answers like Anthropic's ``/v1/messages`` and its ``count_tokens``."""
-    app = web.Application()
-    app[RECEIVED] = []
-    app[DISCONNECTS] = asyncio.Queue()
-    app[FAILS] = {}
+    app = fake_app()
 
     def error(status: int, message: str | None = None, kind: str | None = None) -> web.Response:
         body = MessageScript.error_body(status, message, kind)
@@ -506,12 +501,7 @@ def fake_anthropic_app(api_key: str | None = "sk-ant-test", chunks: int = 4) -> 
 
     async def accept(request: web.Request, endpoint: str) -> dict[str, Any] | web.Response:
         """The request's body if Anthropic would take it, else the error it would answer."""
-        raw = await request.read()
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = raw.decode(errors="replace")
-        app[RECEIVED].append(Received.of(request, body))
+        body = await received(app, request)
         bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")  # how anthropic>=2 sends it
         if api_key is not None and api_key not in (request.headers.get("x-api-key"), bearer):
             return error(401, "invalid x-api-key")

@@ -50,13 +50,12 @@ import orjson
 from aiohttp import web
 
 from izzi_proxy.testing.openai import (
-    DISCONNECTS,
-    FAILS,
-    RECEIVED,
-    Received,
     ScenarioScript,
+    _sample,
     estimate_tokens,
+    fake_app,
     open_scenario,
+    received,
     scripted_calls,
     stream_frames,
 )
@@ -101,6 +100,20 @@ def signed_by_fake(signature: str, text: str) -> bool:
 def error_body(status: int, message: str | None = None) -> dict[str, Any]:
     return {"error": {"code": status, "message": message or f"Mock upstream error {status}",
                       "status": _STATUSES.get(status, "UNKNOWN")}}  # fmt: skip
+
+
+def _schema(json_schema: Any, google: Any) -> Any:
+    """A JSON Schema to sample values from: the one given, else Google's with its upper-case
+    type names lowered (all the sampler reads of it)."""
+    return json_schema if json_schema is not None else _lowered(google or {})
+
+
+def _lowered(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_lowered(item) for item in node]
+    if isinstance(node, dict):
+        return {k: v.lower() if k == "type" and isinstance(v, str) else _lowered(v) for k, v in node.items()}
+    return node
 
 
 class _Invalid(Exception):
@@ -220,14 +233,8 @@ class GeminiScript(ScenarioScript):
             return []
         scripted = scripted_calls(self._user_text(), [f["name"] for f in declared])
         if not scripted:
-            from izzi_proxy.testing.openai import _sample
-
-            def schema_of(f: dict[str, Any]) -> Any:
-                from izzi_proxy.dialects.gemini.schema import to_json_schema
-
-                return f.get("parametersJsonSchema") or to_json_schema(f.get("parameters") or {})
-
-            scripted = [(f["name"], _sample(schema_of(f)) or {}) for f in declared[:2]]
+            scripted = [(f["name"], _sample(_schema(f.get("parametersJsonSchema"), f.get("parameters"))) or {})
+                        for f in declared[:2]]  # fmt: skip
         return [{"functionCall": {"name": name, "args": args}} for name, args in scripted]
 
     def _structured(self) -> str | None:
@@ -235,10 +242,7 @@ class GeminiScript(ScenarioScript):
         config = self.body.get("generationConfig") or {}
         if config.get("responseMimeType") != "application/json":
             return None
-        from izzi_proxy.dialects.gemini.schema import to_json_schema
-        from izzi_proxy.testing.openai import _sample
-
-        schema = config.get("responseJsonSchema") or to_json_schema(config.get("responseSchema") or {})
+        schema = _schema(config.get("responseJsonSchema"), config.get("responseSchema"))
         return orjson.dumps(_sample(schema) if schema else {}).decode()
 
     @functools.cached_property
@@ -313,21 +317,13 @@ class GeminiScript(ScenarioScript):
 
 def fake_gemini_app(api_key: str | None = "gemini-test-key", chunks: int = 4) -> web.Application:
     """An aiohttp app that answers like Google's Gemini API (``v1beta`` and ``v1``)."""
-    app = web.Application()
-    app[RECEIVED] = []
-    app[DISCONNECTS] = asyncio.Queue()
-    app[FAILS] = {}
+    app = fake_app()
 
     def error(status: int, message: str | None = None) -> web.Response:
         return web.json_response(error_body(status, message), status=status)
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = raw.decode(errors="replace")
-        app[RECEIVED].append(Received.of(request, body))
+        body = await received(app, request)
         found = _METHOD.match(request.path)
         if found is None:
             return error(404, f"Method not found: {request.path}")

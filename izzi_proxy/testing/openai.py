@@ -178,6 +178,32 @@ class ScenarioScript:
 FAILS: web.AppKey[dict[str, int]] = web.AppKey("fake.fails")  # fail_first_<n>: requests seen per model
 
 
+def fake_app() -> web.Application:
+    """An app with what every fake keeps: the requests received, the clients that went
+    away, the ``fail_first`` counts."""
+    app = web.Application()
+    app[RECEIVED] = []
+    app[DISCONNECTS] = asyncio.Queue()
+    app[FAILS] = {}
+    return app
+
+
+async def read_body(request: web.Request) -> Any:
+    """The request's body: its JSON, else its text (a fake records what it could not parse too)."""
+    raw = await request.read()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode(errors="replace")
+
+
+async def received(app: web.Application, request: web.Request) -> Any:
+    """The request's body (``read_body``), noted under ``RECEIVED`` before any check."""
+    body = await read_body(request)
+    app[RECEIVED].append(Received.of(request, body))
+    return body
+
+
 async def open_scenario(
     app: web.Application, request: web.Request, script: ScenarioScript, error: Callable[[int], web.StreamResponse]
 ) -> web.StreamResponse | None:
@@ -527,10 +553,7 @@ def invalid_request(body: Any) -> str | None:
 def fake_openai_app(api_key: str | None = "sk-upstream-test", chunks: int = 4) -> web.Application:
     """An aiohttp app that answers like OpenAI's ``/v1/chat/completions``, ``/v1/models`` and
     ``/v1/responses`` (see ``izzi_proxy.testing.responses``)."""
-    app = web.Application()
-    app[RECEIVED] = []
-    app[DISCONNECTS] = asyncio.Queue()
-    app[FAILS] = {}
+    app = fake_app()
     app[_API_KEY] = api_key
 
     async def chat(request: web.Request) -> web.StreamResponse:

@@ -75,6 +75,7 @@ from izzi_proxy.testing.openai import (
     open_scenario,
     openai_error,
     openai_error_body,
+    read_body,
     scripted_calls,
     stream_frames,
     unauthorized,
@@ -477,11 +478,7 @@ def responses_handlers(app: web.Application, api_key: str | None, chunks: int = 
             app[RESPONSES][script.id] = KeptResponse(answer, [*script.conversation, *script.output])
 
     async def create(request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = raw.decode(errors="replace")
+        body = await read_body(request)
         if (denied := admit(request, body)) is not None:
             return denied
         try:

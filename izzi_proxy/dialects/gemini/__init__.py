@@ -32,7 +32,7 @@ class _UsageCarrier(msgspec.Struct, rename="camel"):
 
 class Gemini:
     name = "gemini"
-    model_field = "modelVersion"
+    model_field = response.MODEL_FIELD
 
     # -- the client side
 

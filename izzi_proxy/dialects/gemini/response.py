@@ -23,6 +23,8 @@ from izzi_proxy.dialects.gemini import signatures
 from izzi_proxy.errors import GatewayError, UpstreamError
 from izzi_proxy.masking import mask_secrets
 
+MODEL_FIELD = "modelVersion"  # the key that names the model in every answer and stream object
+
 # -- errors ------------------------------------------------------------------------------------
 
 # Google's canonical status names (google.rpc.Code), by the gateway's HTTP statuses.
@@ -298,7 +300,7 @@ def render_response(resp: c.Response, model: str, thoughts: bool) -> bytes:
         {
             "candidates": [_candidate(parts, finish_of(resp.stop_reason))],
             "usageMetadata": usage_to_wire(resp.usage),
-            "modelVersion": model,
+            MODEL_FIELD: model,
             "responseId": response_id(resp.id),
         }
     )
@@ -360,7 +362,7 @@ class StreamRenderer:
         data: dict[str, Any] = {"candidates": [_candidate(parts, finish)]}
         if finish is not None:
             data["usageMetadata"] = usage_to_wire(self._usage)
-        data["modelVersion"] = self.model
+        data[MODEL_FIELD] = self.model
         data["responseId"] = self._id
         return self._framing.frame(orjson.dumps(data))
 

@@ -15,7 +15,7 @@ from izzi_proxy import canonical as c
 from izzi_proxy import sse
 from izzi_proxy.dialects import WatchingTap
 from izzi_proxy.dialects.echo import ModelEcho
-from izzi_proxy.dialects.gemini.response import Framing, WireUsage, usage_from_wire
+from izzi_proxy.dialects.gemini.response import MODEL_FIELD, Framing, WireUsage, usage_from_wire
 from izzi_proxy.errors import GatewayError
 
 
@@ -61,7 +61,7 @@ class _Watch:
 
 class GeminiTap(_Watch, WatchingTap):
     NOTABLE = (b"usageMetadata", b"finishReason", b"blockReason", b'"error"')
-    MODEL_FIELD = "modelVersion"
+    MODEL_FIELD = MODEL_FIELD
     __slots__ = ()
 
     def inspect(self, data: bytes) -> None:
@@ -78,7 +78,7 @@ class GeminiArrayTap(_Watch):
     __slots__ = ("_echo", "_events", "_framing", "_lines", "done", "error", "usage", "usage_final")
 
     def __init__(self, model: str) -> None:
-        self._echo = ModelEcho(model, "modelVersion")
+        self._echo = ModelEcho(model, MODEL_FIELD)
         self._framing = Framing(sse=False)
         self._lines, self._events = sse.LineSplitter(), sse.EventDecoder()
         self.usage: c.Usage | None = None
