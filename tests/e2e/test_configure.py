@@ -5,6 +5,7 @@ undo, checks, and the script run as ``curl … | python3 -`` runs it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -66,8 +67,6 @@ def root(gateway: Gateway) -> str:
 
 
 async def configure(gateway: Gateway, home: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    import asyncio
-
     return await asyncio.to_thread(run, home, "--url", root(gateway), "--key", gateway.key, *extra)
 
 
@@ -162,8 +161,6 @@ async def test_a_file_it_cannot_merge_is_left_alone(gateway: Gateway, home: Path
 
 
 async def test_a_key_the_gateway_refuses_writes_nothing(gateway: Gateway, home: Path) -> None:
-    import asyncio
-
     before = snapshot(home)
     refused = await asyncio.to_thread(run, home, "--url", root(gateway), "--key", "izzi-wrong-key-0000000000", "--yes")
     assert refused.returncode != 0 and "did not accept this key" in refused.stderr and "HTTP 401" in refused.stderr
@@ -172,8 +169,6 @@ async def test_a_key_the_gateway_refuses_writes_nothing(gateway: Gateway, home: 
 
 
 async def test_check_proves_each_tool_reaches_the_gateway(gateway: Gateway, home: Path) -> None:
-    import asyncio
-
     assert (await configure(gateway, home, "--yes")).returncode == 0
     checked = await asyncio.to_thread(run, home, "--check", "--live", "--model", "gpt-4o")
     assert checked.returncode == 0, checked.stdout + checked.stderr
@@ -191,8 +186,6 @@ async def test_check_proves_each_tool_reaches_the_gateway(gateway: Gateway, home
 async def test_the_served_script_fills_in_the_gateway_and_configures_the_same(
     gateway: Gateway, home: Path, tmp_path: Path
 ) -> None:
-    import asyncio
-
     async with aiohttp.ClientSession() as session, session.get(gateway.server.make_url("/configure.py")) as response:
         assert response.status == 200 and response.content_type == "text/x-python"
         script = await response.text()

@@ -20,6 +20,17 @@ from izzi_proxy.masking import JsonFormatter
 from tests.conftest import Gateway, free_port
 
 
+def wait_until_up(port: int) -> None:
+    """Until a ``serve`` started on ``port`` answers its liveness probe (at most 10 s)."""
+    for _ in range(200):
+        try:
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing answered on port {port}")
+
+
 async def test_the_access_line_carries_the_requests_fields(gateway: Gateway, client, caplog) -> None:
     caplog.set_level(logging.INFO, logger="izzi.access")
     await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hello"}])
@@ -74,12 +85,8 @@ def test_serve_writes_json_lines_when_asked(tmp_path: Path) -> None:
     process = subprocess.Popen([sys.executable, "-m", "izzi_proxy", "serve", "--mock", "--port", str(port)],
                                env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        for _ in range(200):
-            try:
-                requests.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.05)
+        wait_until_up(port)
+        requests.get(f"http://127.0.0.1:{port}/v1/models", timeout=5)
     finally:
         process.terminate()
         _, err = process.communicate(timeout=30)
@@ -217,12 +224,7 @@ def test_metrics_from_several_processes_add_up(tmp_path: Path) -> None:
                                   stderr=subprocess.DEVNULL) for p in ports]  # fmt: skip
     try:
         for port in ports:
-            for _ in range(200):
-                try:
-                    requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.05)
+            wait_until_up(port)
         for port in ports:
             requests.get(f"http://127.0.0.1:{port}/v1/models", timeout=5)  # 401: no key
         text = requests.get(
