@@ -9,7 +9,6 @@ URL filled in: ``[server] public_url`` when set, else the URL the request came t
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 from aiohttp import web
@@ -17,6 +16,7 @@ from aiohttp import web
 from izzi_proxy import configure
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 from izzi_proxy.keys import CONFIG
+from izzi_proxy.middleware.ip_block import within
 from izzi_proxy.routes import endpoint
 
 SOURCE = Path(configure.__file__).read_text(encoding="utf-8")
@@ -29,12 +29,7 @@ def public_url(request: web.Request) -> str:
     if config.server.public_url:
         return config.server.public_url
     scheme, host = request.scheme, request.host
-    peer = request.remote or ""
-    try:
-        trusted = any(ipaddress.ip_address(peer) in net for net in config.ip_block.trusted_proxies)
-    except ValueError:
-        trusted = False
-    if trusted:
+    if within(request.remote or "", config.ip_block.trusted_proxies):
         scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip() or scheme
         host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip() or host
     return f"{scheme}://{host}"

@@ -25,7 +25,8 @@ from izzi_proxy.keys import BLOCKED_IPS, CLIENT_IP, LIMITER
 from izzi_proxy.routes import route_info
 
 
-def _within(address: str, networks: tuple[Network, ...]) -> bool:
+def within(address: str, networks: tuple[Network, ...]) -> bool:
+    """Whether an address (a peer's, a hop's) is in one of the networks; False if it is none."""
     if not networks:
         return False
     try:
@@ -37,11 +38,11 @@ def _within(address: str, networks: tuple[Network, ...]) -> bool:
 
 def client_ip(request: web.Request, trusted_proxies: tuple[Network, ...]) -> str:
     peer = request.remote or ""
-    if not trusted_proxies or not _within(peer, trusted_proxies):
+    if not trusted_proxies or not within(peer, trusted_proxies):
         return peer
     hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", ()) for h in v.split(",") if h.strip()]
     for hop in reversed(hops):
-        if not _within(hop, trusted_proxies):
+        if not within(hop, trusted_proxies):
             return hop
     return hops[0] if hops else peer
 
@@ -69,9 +70,9 @@ def make_ip_block(config: Config) -> Middleware:
         if info is None or info.public:
             return await handler(request)
         ip = client_ip(request, cfg.trusted_proxies)
-        if _within(ip, cfg.deny):
+        if within(ip, cfg.deny):
             raise IPBlocked(f"Requests from {ip} are not accepted", retry_after_s=cfg.block_s)
-        if _within(ip, cfg.allow):
+        if within(ip, cfg.allow):
             return await handler(request)
         now = time.time()
         if (until := request.app[BLOCKED_IPS].get(ip, 0.0)) > now:
