@@ -1,7 +1,8 @@
 """``GET /v1/me``: what a key's owner may see about their own account.
 
-Plan and limits, the balance with what requests in flight hold, what is left of the plan's
-credits per 5 hours and of the monthly budget, and today's usage (UTC). Amounts are
+Plan and limits, where the request limits stand now (per minute, in flight, per day), the
+balance with what requests in flight hold, what is left of the plan's credits per 5 hours
+and of the monthly budget, and today's usage (UTC). Amounts are
 decimal strings of credits (``"12.345678"``); times are Unix seconds.
 """
 
@@ -17,8 +18,8 @@ from izzi_proxy.billing import spend_limits
 from izzi_proxy.catalog import TIERS
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 from izzi_proxy.handlers import json_response
-from izzi_proxy.keys import API_KEY, CONFIG, LEDGER
-from izzi_proxy.ledger import BUCKET_S, WINDOW_S, Balance, Ledger, UsageSummary
+from izzi_proxy.keys import API_KEY, CONFIG, LEDGER, LIMITER
+from izzi_proxy.ledger import BUCKET_S, WINDOW_S, ApiKey, Balance, Ledger, UsageSummary
 from izzi_proxy.pricing import credits
 from izzi_proxy.routes import endpoint
 
@@ -54,17 +55,17 @@ async def _window(ledger: Ledger, account_id: int, limit: int | None, held: int,
     return view
 
 
-@endpoint(OPENAI_CHAT)
-async def me(request: web.Request) -> web.Response:
-    key, ledger, config = request[API_KEY], request.app[LEDGER], request.app[CONFIG]
-    now = time.time()
+async def account_status(app: web.Application, key: ApiKey, now: float) -> dict[str, Any]:
+    """What ``GET /v1/me`` answers for this key (the dashboard's user view shows the same)."""
+    ledger, config = app[LEDGER], app[CONFIG]
     plan, limits = limits_for(config.limits, key)
+    standing = await app[LIMITER].peek(str(key.account_id), limits, now)
     spend = spend_limits(config, key)
     balance = await ledger.balance_of(key.account_id)
     month_spent = await ledger.month_spend(key.account_id, now)
     today = now - now % DAY_S
     (summary,) = await ledger.usage_summary("account", today, account_id=key.account_id) or (None,)
-    body = {
+    return {
         "object": "account",
         "account": key.account_name,
         "key": {"id": key.id, "name": key.name, "prefix": key.prefix, "expires_at": key.expires_at},
@@ -77,6 +78,15 @@ async def me(request: web.Request) -> web.Response:
             "daily": limits.daily,
             "credits_per_5h": credits(spend.window) if spend.window is not None else None,
         },
+        "now": {  # where the request limits stand (this minute's bucket, leases, today's count)
+            "rpm_remaining": standing.remaining,
+            "rpm_full_at": standing.reset_at,
+            "in_flight": standing.in_flight,
+            "concurrent_remaining": max(0, limits.concurrent - standing.in_flight),
+            "requests_today": standing.used_today,
+            "daily_remaining": max(0, limits.daily - standing.used_today),
+            "degraded": standing.degraded,
+        },
         **balance_view(balance),
         "window": await _window(ledger, key.account_id, spend.window, balance.held, now),
         "month": {
@@ -86,4 +96,8 @@ async def me(request: web.Request) -> web.Response:
         },
         "today": {"since": today, **summary_view(summary)},
     }
-    return json_response(body)
+
+
+@endpoint(OPENAI_CHAT)
+async def me(request: web.Request) -> web.Response:
+    return json_response(await account_status(request.app, request[API_KEY], time.time()))

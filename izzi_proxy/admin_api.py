@@ -29,16 +29,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from izzi_proxy.access import override_value
+from izzi_proxy import operations
 from izzi_proxy.account_api import balance_view, summary_view
 from izzi_proxy.admin_cli import describe_plan
-from izzi_proxy.catalog import TIERS
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
-from izzi_proxy.errors import Conflict, InvalidRequest, NotFound
+from izzi_proxy.errors import InvalidRequest, NotFound
 from izzi_proxy.handlers import json_response
 from izzi_proxy.keys import BODY, CONFIG, LEDGER, ROUTER
-from izzi_proxy.ledger import SUMMARY_GROUPS, Account, AlreadyExists, ApiKey, IdempotencyConflict, Ledger
-from izzi_proxy.pricing import AmountError, credits, percent_of, to_micro
+from izzi_proxy.ledger import SUMMARY_GROUPS, Account, ApiKey
+from izzi_proxy.pricing import credits
 from izzi_proxy.routes import endpoint
 
 admin = endpoint(OPENAI_CHAT, admin=True)
@@ -67,36 +66,10 @@ def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], requi
     return value
 
 
-async def _account(ledger: Ledger, name: str) -> Account:
-    account = await ledger.get_account(name)
-    if account is None:
-        raise NotFound(f"No account named {name!r}", param="name")
-    return account
-
-
 async def _account_filter(request: web.Request) -> int | None:
     """The id of the account named by ``?account=`` (404 if none has that name), or None."""
     name = request.query.get("account")
-    return (await _account(request.app[LEDGER], name)).id if name else None
-
-
-def _plan(request: web.Request, plan: str | None) -> str:
-    plans = request.app[CONFIG].limits.plans
-    plan = plan or request.app[CONFIG].limits.default_plan
-    if plan not in plans:
-        raise InvalidRequest(f"No plan {plan!r}; plans: {', '.join(plans)}", param="plan")
-    return plan
-
-
-def _overrides(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidRequest("'overrides' must be an object", param="overrides")
-    try:
-        return {name: override_value(name, v) for name, v in value.items()}
-    except ValueError as err:
-        raise InvalidRequest(f"overrides: {err}", param="overrides") from None
+    return (await operations.account(request.app[LEDGER], name)).id if name else None
 
 
 def _account_view(account: Account) -> dict[str, Any]:
@@ -128,22 +101,17 @@ async def list_accounts(request: web.Request) -> web.Response:
 @admin
 async def create_account(request: web.Request) -> web.Response:
     body = _body(request)
-    name = _field(body, "name", str, required=True).strip()
-    if not name:
-        raise InvalidRequest("'name' cannot be empty", param="name")
-    try:
-        account = await request.app[LEDGER].create_account(
-            name, _plan(request, _field(body, "plan", str)), _overrides(body.get("overrides"))
-        )
-    except AlreadyExists:
-        raise Conflict(f"An account named {name!r} exists", param="name") from None
+    account = await operations.create_account(
+        request.app[LEDGER], request.app[CONFIG], _field(body, "name", str, required=True),
+        _field(body, "plan", str), body.get("overrides"),
+    )  # fmt: skip
     return json_response(_account_view(account), status=201)
 
 
 @admin
 async def get_account(request: web.Request) -> web.Response:
     ledger = request.app[LEDGER]
-    account = await _account(ledger, request.match_info["name"])
+    account = await operations.account(ledger, request.match_info["name"])
     holds = await ledger.open_holds(account.id)
     return json_response({
         **_account_view(account),
@@ -156,28 +124,21 @@ async def get_account(request: web.Request) -> web.Response:
 
 @admin
 async def update_account(request: web.Request) -> web.Response:
-    ledger, body = request.app[LEDGER], _body(request)
-    account = await _account(ledger, request.match_info["name"])
-    plan = _plan(request, _field(body, "plan", str)) if body.get("plan") is not None else None
-    overrides = _overrides(body["overrides"]) if "overrides" in body else None
-    await ledger.update_account(account.id, plan, overrides)
-    return json_response(_account_view(await _account(ledger, account.name)))
+    body = _body(request)
+    account = await operations.update_account(
+        request.app[LEDGER], request.app[CONFIG], request.match_info["name"], _field(body, "plan", str),
+        body.get("overrides"), replace="overrides" in body,
+    )  # fmt: skip
+    return json_response(_account_view(account))
 
 
 @admin
 async def create_key(request: web.Request) -> web.Response:
-    ledger, body = request.app[LEDGER], _body(request)
-    account = await _account(ledger, request.match_info["name"])
-    name = _field(body, "name", str, required=True)
-    days = _field(body, "expires_days", (int, float))
-    if days is not None and days <= 0:
-        raise InvalidRequest("'expires_days' must be more than 0", param="expires_days")
-    models = _field(body, "models", list)
-    if models is not None:
-        known = {e.id for e in request.app[CONFIG].catalog} | {f"tier:{t}" for t in TIERS}
-        if bad := [m for m in models if m not in known]:
-            raise InvalidRequest(f"models: {bad[0]!r} is neither a catalog model id nor tier:<tier>", param="models")
-    key, secret = await ledger.create_key(account.id, name, time.time() + days * 86400 if days else None, models)
+    body = _body(request)
+    key, secret = await operations.create_key(
+        request.app[LEDGER], request.app[CONFIG], request.match_info["name"], _field(body, "name", str, required=True),
+        _field(body, "expires_days", (int, float)), _field(body, "models", list),
+    )  # fmt: skip
     return json_response({**_key_view(key), "key": secret}, status=201)
 
 
@@ -190,50 +151,31 @@ async def list_keys(request: web.Request) -> web.Response:
 
 @admin
 async def revoke_key(request: web.Request) -> web.Response:
-    key_id = request.match_info["key_id"]
-    if not key_id.isdigit() or not await request.app[LEDGER].revoke_key(int(key_id)):
-        raise NotFound(f"No live key with id {key_id!r}")
-    return json_response({"id": int(key_id), "revoked": True})
+    key_id = await operations.revoke_key(request.app[LEDGER], request.match_info["key_id"])
+    return json_response({"id": key_id, "revoked": True})
 
 
 @admin
 async def add_credits(request: web.Request) -> web.Response:
-    ledger, body = request.app[LEDGER], _body(request)
-    account = await _account(ledger, request.match_info["name"])
+    body = _body(request)
     amount = body.get("amount")
     if not isinstance(amount, (str, int)) or isinstance(amount, bool):
         raise InvalidRequest("'amount' is required: credits as a decimal string (\"10.5\") or a whole number",
                              param="amount")  # fmt: skip
-    try:
-        micro = to_micro(amount)
-    except AmountError as err:
-        raise InvalidRequest(f"amount: {err}", param="amount") from None
-    if micro <= 0:
-        raise InvalidRequest("'amount' must be more than 0", param="amount")
     pct = body.get("bonus_pct", "0")
     if not isinstance(pct, (str, int)) or isinstance(pct, bool):
         raise InvalidRequest("'bonus_pct' takes a percentage, e.g. \"25\"", param="bonus_pct")
-    try:
-        bonus = percent_of(micro, pct)
-    except AmountError as err:
-        raise InvalidRequest(f"bonus_pct: {err}", param="bonus_pct") from None
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 255:
-        raise InvalidRequest("The Idempotency-Key header takes 1 to 255 characters")
-    try:
-        entry, new = await ledger.add_credits(
-            account.id, micro, bonus=bonus, note=_field(body, "note", str), idempotency_key=key
-        )
-    except IdempotencyConflict as err:
-        raise Conflict(f"{err}; use a new Idempotency-Key for a new top-up") from None
-    balance = await ledger.balance_of(account.id)
+    entry, new, balance = await operations.top_up(
+        request.app[LEDGER], request.match_info["name"], amount, pct, _field(body, "note", str),
+        request.headers.get("Idempotency-Key"),
+    )  # fmt: skip
     return json_response({**_money(entry), "replayed": not new, **balance_view(balance)}, status=201 if new else 200)
 
 
 @admin
 async def list_credits(request: web.Request) -> web.Response:
     ledger = request.app[LEDGER]
-    account = await _account(ledger, request.match_info["name"])
+    account = await operations.account(ledger, request.match_info["name"])
     return json_response({"object": "list", "data": [_money(e) for e in await ledger.credit_entries(account.id)]})
 
 

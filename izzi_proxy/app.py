@@ -11,6 +11,7 @@ from izzi_proxy import (
     account_api,
     admin_api,
     configure_api,
+    dashboard,
     gemini_api,
     handlers,
     metrics,
@@ -94,6 +95,7 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
     app.router.add_get("/v1beta/models", models_api.list_gemini_models)
     app.router.add_get("/v1beta/models/{model:[^/:]+}", models_api.get_gemini_model)
     admin_api.add_routes(app)
+    dashboard.setup(app, config)
     app.router.add_get("/healthz", handlers.health)
     app.router.add_get("/readyz", handlers.ready)
     app.router.add_get("/openapi.json", openapi.serve)

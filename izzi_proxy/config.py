@@ -40,6 +40,8 @@ class ServerConfig:
     log_format: str = "text"  # text: one line per record; json: one JSON object per line
     metrics: str = "admin"  # who may scrape GET /metrics: admin (the admin token), public, off
     public_url: str | None = None  # the gateway's URL as clients reach it (GET /configure.py fills it in)
+    dashboard: bool = True  # the web dashboard at /dashboard
+    dashboard_session_hours: float = 12.0  # a dashboard sign-in lasts this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +335,8 @@ def _server(r: Reader) -> ServerConfig:
         log_format=_choice(r, "log_format", ("text", "json"), d.log_format),
         metrics=_choice(r, "metrics", ("admin", "public", "off"), d.metrics),
         public_url=_public_url(r),
+        dashboard=r.get("dashboard", bool, d.dashboard),
+        dashboard_session_hours=r.positive("dashboard_session_hours", d.dashboard_session_hours),
     )
     r.reject_unknown()
     return config

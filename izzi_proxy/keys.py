@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,7 @@ from aiohttp import ClientSession, web
 if TYPE_CHECKING:
     from izzi_proxy.billing import Bill, Billing
     from izzi_proxy.config import Config
+    from izzi_proxy.dashboard.sessions import Session, Sessions
     from izzi_proxy.ledger import ApiKey, Ledger, UsageRecord
     from izzi_proxy.ledger.writer import UsageWriter
     from izzi_proxy.limiter import Limiter
@@ -40,6 +42,8 @@ LEASES: web.AppKey[LeaseKeeper] = web.AppKey("izzi.leases")
 BLOCKED_IPS: web.AppKey[dict[str, float]] = web.AppKey("izzi.blocked_ips")  # ip -> blocked until (epoch s)
 BILLING: web.AppKey[Billing] = web.AppKey("izzi.billing")
 LOAD: web.AppKey[Load] = web.AppKey("izzi.load")  # what is in flight, for the gateway-wide caps
+SESSIONS: web.AppKey[Sessions] = web.AppKey("izzi.sessions")  # the dashboard's sign-ins
+RECENT_ERRORS: web.AppKey[deque[dict[str, object]]] = web.AppKey("izzi.recent_errors")  # this process's last errors
 
 # On each request
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("izzi.request_id")
@@ -50,3 +54,4 @@ RATE_HEADERS: web.RequestKey[dict[str, str]] = web.RequestKey("izzi.rate_headers
 BILL: web.RequestKey[Bill] = web.RequestKey("izzi.bill")  # a generation's hold (handlers.generate)
 COST_HEADERS: web.RequestKey[dict[str, str]] = web.RequestKey("izzi.cost_headers")  # once settled
 BODY: web.RequestKey[bytes] = web.RequestKey("izzi.body")  # read by the body middleware
+DASHBOARD_SESSION: web.RequestKey[Session] = web.RequestKey("izzi.dashboard_session")  # a signed-in page's

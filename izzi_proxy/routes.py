@@ -37,6 +37,7 @@ class RouteInfo:
     by_header: tuple[tuple[str, ClientDialect], ...] = ()
     admin: bool = False  # needs the admin token (IZZI_ADMIN_TOKEN), not an API key
     key_in_query: bool = False  # the key may come as ``?key=`` (Google's Gemini API allows it)
+    session: bool = False  # a dashboard page: signed in by its session cookie, which the page checks
 
     def dialect_for(self, request: web.Request) -> ClientDialect:
         for header, dialect in self.by_header:
@@ -57,8 +58,9 @@ def endpoint(
     by_header: tuple[tuple[str, ClientDialect], ...] = (),
     admin: bool = False,
     key_in_query: bool = False,
+    session: bool = False,
 ) -> Callable[[Handler], Handler]:
-    info = RouteInfo(dialect, public, metered, limit, by_header, admin, key_in_query)
+    info = RouteInfo(dialect, public, metered, limit, by_header, admin, key_in_query, session)
 
     def tag(handler: Handler) -> Handler:
         setattr(handler, _ATTRIBUTE, info)

@@ -275,9 +275,10 @@ class UsageSummary:
     reasoning_tokens: int
     cost: int
     unbilled: int
+    day: str | None = None  # the UTC day (YYYY-MM-DD), when summed per day as well
 
 
-SUMMARY_GROUPS = ("day", "model", "key", "account")
+SUMMARY_GROUPS = ("day", "model", "key", "account", "upstream")
 
 
 @dataclass(slots=True)
@@ -316,15 +317,18 @@ class Ledger(Protocol):
         """Write a batch of records (of requests that held nothing), all or none."""
 
     async def usage_records(
-        self, request_id: str | None = None, limit: int = 100, account_id: int | None = None
-    ) -> list[UsageRecord]: ...
+        self, request_id: str | None = None, limit: int = 100, account_id: int | None = None, failed: bool = False
+    ) -> list[UsageRecord]:
+        """The latest records, newest first (``failed``: only those whose outcome is not ok)."""
+
     async def count_requests(self, account_id: int, since: float) -> int:
         """How many metered requests the account made since then."""
 
     async def usage_summary(
-        self, by: str, since: float, until: float | None = None, account_id: int | None = None
+        self, by: str, since: float, until: float | None = None, account_id: int | None = None, daily: bool = False
     ) -> list[UsageSummary]:
-        """Records grouped by ``day`` (UTC), ``model``, ``key`` (id) or ``account`` (name)."""
+        """Records grouped by ``day`` (UTC), ``model``, ``key`` (id), ``account`` (name) or
+        ``upstream``; with ``daily``, by that and the UTC day (``UsageSummary.day``), day first."""
 
     # money
 

@@ -296,6 +296,7 @@ _GROUPS = {
     "model": "COALESCE(u.model, '-')",
     "key": "COALESCE(u.key_id::text, '-')",
     "account": "COALESCE(a.name, '-')",
+    "upstream": "COALESCE(u.upstream, '-')",
 }
 
 
@@ -432,9 +433,11 @@ class PostgresLedger:
             await db.executemany(_INSERT_USAGE, [usage_row(record) for record in records])
 
     async def usage_records(
-        self, request_id: str | None = None, limit: int = 100, account_id: int | None = None
+        self, request_id: str | None = None, limit: int = 100, account_id: int | None = None, failed: bool = False
     ) -> list[UsageRecord]:
-        where, args = _where(("request_id =", request_id or None), ("account_id =", account_id))
+        where, args = _where(
+            ("request_id =", request_id or None), ("account_id =", account_id), ("outcome <>", "ok" if failed else None)
+        )
         rows = await self._pool.fetch(
             f"SELECT {', '.join(USAGE_COLUMNS)} FROM usage_records WHERE {where} ORDER BY id DESC"
             f" LIMIT ${len(args) + 1}",
@@ -443,15 +446,17 @@ class PostgresLedger:
         return [record_of(dict(row)) for row in rows]
 
     async def usage_summary(
-        self, by: str, since: float, until: float | None = None, account_id: int | None = None
+        self, by: str, since: float, until: float | None = None, account_id: int | None = None, daily: bool = False
     ) -> list[UsageSummary]:
         where, args = _where(("u.started_at >=", since), ("u.started_at <", until), ("u.account_id =", account_id))
+        day = f", {_GROUPS['day']} AS d" if daily else ""
+        order = "d, g" if daily else "g"
         rows = await self._pool.fetch(
-            f"SELECT {_GROUPS[by]} AS g, {SUMMARY_COLUMNS} FROM usage_records u"
-            f" LEFT JOIN accounts a ON a.id = u.account_id WHERE {where} GROUP BY g ORDER BY g",
+            f"SELECT {_GROUPS[by]} AS g, {SUMMARY_COLUMNS}{day} FROM usage_records u"
+            f" LEFT JOIN accounts a ON a.id = u.account_id WHERE {where} GROUP BY {order} ORDER BY {order}",
             *args,
         )
-        return [UsageSummary(row[0], *(int(v) for v in tuple(row)[1:])) for row in rows]
+        return [UsageSummary(row[0], *(int(v) for v in tuple(row)[1:10]), *tuple(row)[10:]) for row in rows]
 
     # money
 

@@ -84,6 +84,7 @@ _GROUPS = {
     "model": "COALESCE(u.model, '-')",
     "key": "COALESCE(CAST(u.key_id AS TEXT), '-')",
     "account": "COALESCE(a.name, '-')",
+    "upstream": "COALESCE(u.upstream, '-')",
 }
 
 
@@ -231,9 +232,13 @@ class SQLiteLedger:
         await self._run(_insert_records, [usage_row(record) for record in records])
 
     async def usage_records(
-        self, request_id: str | None = None, limit: int = 100, account_id: int | None = None
+        self, request_id: str | None = None, limit: int = 100, account_id: int | None = None, failed: bool = False
     ) -> list[UsageRecord]:
-        where, args = _where(("request_id = ?", request_id or None), ("account_id = ?", account_id))
+        where, args = _where(
+            ("request_id = ?", request_id or None),
+            ("account_id = ?", account_id),
+            ("outcome <> ?", "ok" if failed else None),
+        )
         rows = await self._rows(
             f"SELECT {', '.join(USAGE_COLUMNS)} FROM usage_records WHERE {where} ORDER BY id DESC LIMIT ?",
             (*args, limit),
@@ -247,14 +252,16 @@ class SQLiteLedger:
         return count
 
     async def usage_summary(
-        self, by: str, since: float, until: float | None = None, account_id: int | None = None
+        self, by: str, since: float, until: float | None = None, account_id: int | None = None, daily: bool = False
     ) -> list[UsageSummary]:
         where, args = _where(
             ("u.started_at >= ?", since), ("u.started_at < ?", until), ("u.account_id = ?", account_id)
         )
+        day = f", {_GROUPS['day']} AS d" if daily else ""
+        order = "d, g" if daily else "g"
         rows = await self._rows(
-            f"SELECT {_GROUPS[by]} AS g, {SUMMARY_COLUMNS} FROM usage_records u"
-            f" LEFT JOIN accounts a ON a.id = u.account_id WHERE {where} GROUP BY g ORDER BY g",
+            f"SELECT {_GROUPS[by]} AS g, {SUMMARY_COLUMNS}{day} FROM usage_records u"
+            f" LEFT JOIN accounts a ON a.id = u.account_id WHERE {where} GROUP BY {order} ORDER BY {order}",
             args,
         )
         return [UsageSummary(*row) for row in rows]

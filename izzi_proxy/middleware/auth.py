@@ -6,7 +6,8 @@ The presented key is hashed and looked up by its hash; the stored hash is compar
 constant time (in the ledger). Errors show only a masked form of the key.
 
 Admin routes (``/admin/``) take the admin token instead, read from ``IZZI_ADMIN_TOKEN``
-when the app is built and compared in constant time; without it they are refused.
+when the app is built and compared in constant time; without it they are refused. The
+dashboard's routes are signed in by their session cookie (``dashboard/sessions.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -45,9 +47,14 @@ def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
+def admin_token_digest(env: Mapping[str, str] = os.environ) -> bytes | None:
+    """The admin token's SHA-256 (None: the admin surfaces are off)."""
+    token = env.get(ADMIN_TOKEN_ENV) or None
+    return _digest(token) if token and len(token) >= MIN_ADMIN_TOKEN else None
+
+
 def make_auth(config: Config) -> Middleware:
-    admin_token = os.environ.get(ADMIN_TOKEN_ENV) or None
-    admin_digest = _digest(admin_token) if admin_token and len(admin_token) >= MIN_ADMIN_TOKEN else None
+    admin_digest = admin_token_digest()
 
     def check_admin(request: web.Request) -> None:
         if admin_digest is None:
@@ -68,6 +75,8 @@ def make_auth(config: Config) -> Middleware:
             return await handler(request)  # health checks, and aiohttp's 404 / 405
         if info.admin:
             check_admin(request)
+            return await handler(request)
+        if info.session:  # the dashboard's pages check their session cookie themselves
             return await handler(request)
         secret = presented_key(request, info.key_in_query)
         if secret is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import orjson
 from aiohttp import web
@@ -24,7 +25,7 @@ from izzi_proxy.errors import (
     RequestTooLarge,
     ServerError,
 )
-from izzi_proxy.keys import METRICS, REQUEST_ID
+from izzi_proxy.keys import METRICS, RECENT_ERRORS, REQUEST_ID
 from izzi_proxy.routes import dialect_of
 
 log = logging.getLogger("izzi.errors")
@@ -47,6 +48,11 @@ def _from_http(request: web.Request, exc: web.HTTPException) -> GatewayError:
 def render(request: web.Request, error: GatewayError) -> web.Response:
     if (metrics := request.app.get(METRICS)) is not None:
         metrics.failed(error.type, error.status)
+    if (recent := request.app.get(RECENT_ERRORS)) is not None:  # the dashboard's "recent errors"
+        recent.append({
+            "at": time.time(), "request_id": request.get(REQUEST_ID), "method": request.method,
+            "path": request.path, "status": error.status, "type": error.type, "message": error.message,
+        })  # fmt: skip
     dialect = dialect_of(request)
     return web.Response(
         status=error.status,

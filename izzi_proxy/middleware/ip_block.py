@@ -47,7 +47,7 @@ def client_ip(request: web.Request, trusted_proxies: tuple[Network, ...]) -> str
     return hops[0] if hops else peer
 
 
-def _blocked(ip: str, seconds: float) -> IPBlocked:
+def blocked_error(ip: str, seconds: float) -> IPBlocked:
     return IPBlocked(f"Too many failed authentications from {ip}: blocked for {math.ceil(seconds)} s",
                      retry_after_s=seconds)  # fmt: skip
 
@@ -59,6 +59,18 @@ def remember_block(blocked: dict[str, float], ip: str, seconds: float, max_size:
             del blocked[stale]
     if len(blocked) < max_size:
         blocked[ip] = now + seconds
+
+
+async def count_failed_auth(request: web.Request, config: Config) -> float:
+    """Count a failed authentication against the request's IP: the seconds it is now
+    blocked for (0: not blocked, or an allow-listed IP, which is never counted)."""
+    ip, cfg = request.get(CLIENT_IP), config.ip_block
+    if ip is None:
+        return 0.0
+    blocked = await request.app[LIMITER].auth_failed(ip, time.time(), cfg.max_failures, cfg.window_s, cfg.block_s)
+    if blocked:
+        remember_block(request.app[BLOCKED_IPS], ip, blocked)
+    return blocked
 
 
 def make_ip_block(config: Config) -> Middleware:
@@ -76,16 +88,13 @@ def make_ip_block(config: Config) -> Middleware:
             return await handler(request)
         now = time.time()
         if (until := request.app[BLOCKED_IPS].get(ip, 0.0)) > now:
-            raise _blocked(ip, until - now)
+            raise blocked_error(ip, until - now)
         request[CLIENT_IP] = ip
         try:
             return await handler(request)
         except AuthenticationFailed:
-            limiter = request.app[LIMITER]
-            blocked = await limiter.auth_failed(ip, time.time(), cfg.max_failures, cfg.window_s, cfg.block_s)
-            if blocked:
-                remember_block(request.app[BLOCKED_IPS], ip, blocked)
-                raise _blocked(ip, blocked) from None
+            if blocked := await count_failed_auth(request, config):
+                raise blocked_error(ip, blocked) from None
             raise
 
     return ip_block

@@ -247,6 +247,10 @@ async def test_me(gateway: Gateway, client: openai.AsyncOpenAI) -> None:
     assert me["month"] == {"budget": "4.000000", "spent": credits(record.cost),
                            "remaining": credits(4 * MICRO - record.cost)}  # fmt: skip
     assert me["today"]["requests"] == 1 and me["today"]["cost"] == credits(record.cost)
+    # the chat request spent one of the minute's 60 and one of the day's; nothing is in flight
+    now = me["now"]
+    assert (now["rpm_remaining"], now["requests_today"], now["daily_remaining"]) == (59, 1, me["plan"]["daily"] - 1)
+    assert (now["in_flight"], now["concurrent_remaining"]) == (0, me["plan"]["concurrent"])
     assert key not in str(me)
 
 

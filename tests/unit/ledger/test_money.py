@@ -181,7 +181,16 @@ async def test_usage_summary(ledger) -> None:
     rows = [(acme, "gpt", NOW, 100), (acme, "claude", NOW + 1, 200), (other, "gpt", NOW + day, 300)]
     for i, (account, model, at, cost) in enumerate(rows):
         hold = await ledger.place_hold(ask(account, 1000, f"r{i}"), NONE, at)
-        rec = UsageRecord(f"r{i}", "/v1/messages", at, key_id=i, account_id=account, model=model, usage=Usage(1, 2))
+        rec = UsageRecord(
+            f"r{i}",
+            "/v1/messages",
+            at,
+            key_id=i,
+            account_id=account,
+            model=model,
+            usage=Usage(1, 2),
+            upstream="up-" + model,
+        )
         await ledger.settle(hold.hold_id, cost, rec, at)
     await ledger.record_usages([UsageRecord("e", "/v1/messages", NOW, account_id=acme, model="gpt", outcome="error")])
     by_model = {s.group: s for s in await ledger.usage_summary("model", NOW - 1)}
@@ -191,6 +200,16 @@ async def test_usage_summary(ledger) -> None:
     assert [(s.group, s.cost) for s in await ledger.usage_summary("day", 0, account_id=acme)] == [("2027-01-15", 300)]
     assert len(await ledger.usage_summary("key", 0)) == 4
     assert [s.cost for s in await ledger.usage_summary("model", NOW + day)] == [300]
+    assert [(s.group, s.requests) for s in await ledger.usage_summary("upstream", 0)] == [
+        ("-", 1),
+        ("up-claude", 1),
+        ("up-gpt", 2),
+    ]
+    daily = [(s.day, s.group, s.cost) for s in await ledger.usage_summary("model", 0, daily=True)]
+    assert daily == [("2027-01-15", "claude", 200), ("2027-01-15", "gpt", 100), ("2027-01-16", "gpt", 300)]
+    assert all(s.day is None for s in await ledger.usage_summary("model", 0))
+    assert [r.request_id for r in await ledger.usage_records(failed=True)] == ["e"]
+    assert [r.request_id for r in await ledger.usage_records(failed=True, account_id=other)] == []
 
 
 @pytest.mark.parametrize("connections", [1, 3])
