@@ -93,8 +93,14 @@ async def _account_page(request: web.Request, name: str, status: int = 200, **ex
     since, dates = usage.days_back(30)
     daily = await ledger.usage_summary("model", since, account_id=account.id, daily=True)
     series = usage.series(daily, dates, usage.METRICS["cost"])
+    now = time.time()
+    plan = config.limits.plans.get(account.plan)
+    window_limit = account.overrides.get("credits_per_5h", plan.credits_per_5h if plan else None)
     return render(
         request, "operator/account.html", status,
+        month_spent=await ledger.month_spend(account.id, now), budget=account.overrides.get("monthly_budget"),
+        window_spent=sum(amount for _, amount in await ledger.window_spend(account.id, now)),
+        window_limit=window_limit,
         account=account, plan_summary=describe_plan(config, account.plan, account.overrides),
         plans=config.limits.plans, balance=await ledger.balance_of(account.id),
         keys=await ledger.list_keys(account.id), credits=await ledger.credit_entries(account.id),
@@ -103,7 +109,7 @@ async def _account_page(request: web.Request, name: str, status: int = 200, **ex
         spend=days_chart(dates, series, usage.METRICS["cost"].fmt, "Cost per day by model"), series=series,
         limit_names=LIMIT_NAMES, credit_names=CREDIT_OVERRIDES, tiers=TIERS,
         models=[e.id for e in config.catalog], idempotency_key=secrets.token_urlsafe(18),
-        credited=request.query.get("credited"), now=time.time(), **extra,
+        credited=request.query.get("credited"), now=now, **extra,
     )  # fmt: skip
 
 

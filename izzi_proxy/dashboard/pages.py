@@ -42,7 +42,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-LOOPBACK = frozenset({"localhost", "127.0.0.1", "[::1]"})
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -85,7 +85,7 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
 def secure(request: web.Request) -> bool:
     """Whether cookies may be marked Secure: the browser reaches us over HTTPS (directly or
     through a trusted proxy), or on a loopback host, which browsers treat as secure."""
-    return public_url(request).startswith("https://") or request.url.host in LOOPBACK or request.host in LOOPBACK
+    return public_url(request).startswith("https://") or request.url.host in LOOPBACK
 
 
 def set_cookie(response: web.StreamResponse, request: web.Request, name: str, value: str, max_age: float) -> None:
