@@ -87,9 +87,9 @@ def serve(config: Config, args: argparse.Namespace) -> int:
         loop = uvloop.new_event_loop()
     except ImportError:
         loop = asyncio.new_event_loop()
-    app = create_app(config)
-    app.on_startup.append(_freeze_heap)
     try:
+        app = create_app(config)
+        app.on_startup.append(_freeze_heap)
         web.run_app(
             app,
             host=host,

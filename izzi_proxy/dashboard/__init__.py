@@ -10,6 +10,8 @@ Sign-in, sessions and CSRF: ``sessions.py`` and ``pages.py``.
     GET  /dashboard/login   POST /dashboard/login   sign in (key or admin token in the form body)
     POST /dashboard/logout
     GET  /dashboard/me                              the user's view
+    POST /dashboard/me/keys                         a new key of theirs, shown once
+    POST /dashboard/me/keys/{id}/revoke
     GET  /dashboard/admin                           traffic, spend, cache, upstreams, errors, holds
     GET  /dashboard/admin/accounts                  accounts; POST creates one
     GET  /dashboard/admin/accounts/{name}           one account; POST changes its plan and overrides
@@ -66,6 +68,8 @@ def setup(app: web.Application, config: Config) -> None:
     r.add_post(f"{ROOT}/login", signin.signin)
     r.add_post(f"{ROOT}/logout", signin.signout)
     r.add_get(f"{ROOT}/me", user.me)
+    r.add_post(f"{ROOT}/me/keys", user.create_key)
+    r.add_post(f"{ROOT}/me/keys/{{key_id}}/revoke", user.revoke_key)
     r.add_get(f"{ROOT}/admin", operator.overview)
     r.add_get(f"{ROOT}/admin/accounts", operator.accounts)
     r.add_post(f"{ROOT}/admin/accounts", operator.create_account)

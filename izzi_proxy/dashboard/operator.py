@@ -23,7 +23,7 @@ from izzi_proxy.catalog import TIERS
 from izzi_proxy.config import LIMIT_NAMES
 from izzi_proxy.dashboard import usage
 from izzi_proxy.dashboard.charts import bars_chart, days_chart
-from izzi_proxy.dashboard.pages import ROOT, choice, field, page, render
+from izzi_proxy.dashboard.pages import ROOT, choice, field, key_form, page, render
 from izzi_proxy.dashboard.sessions import OPERATOR
 from izzi_proxy.errors import InvalidRequest
 from izzi_proxy.keys import CONFIG, LEDGER, RECENT_ERRORS, ROUTER
@@ -134,16 +134,9 @@ async def update_account(request: web.Request) -> web.StreamResponse:
 
 @page(OPERATOR)
 async def create_key(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
-    days = field(form, "expires_days")
-    try:
-        expires_days = float(days) if days is not None else None
-    except ValueError:
-        raise InvalidRequest(f"'Expires in' takes a number of days, got {days!r}", param="expires_days") from None
-    models = [m for m in form.getall("models", []) if isinstance(m, str) and m] or None
     name = request.match_info["name"]
     key, secret = await operations.create_key(
-        request.app[LEDGER], request.app[CONFIG], name, field(form, "key_name") or "default", expires_days, models
+        request.app[LEDGER], request.app[CONFIG], name, *key_form(await request.post())
     )
     # the page itself shows the key, once: no redirect could carry it without storing it
     return await _account_page(request, name, 201, new_key=key, new_secret=secret)

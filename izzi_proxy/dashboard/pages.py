@@ -13,6 +13,7 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
@@ -21,7 +22,7 @@ from multidict import MultiDictProxy
 from izzi_proxy.configure_api import public_url
 from izzi_proxy.dashboard.sessions import OPERATOR, USER, Session
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
-from izzi_proxy.errors import GatewayError
+from izzi_proxy.errors import GatewayError, InvalidRequest
 from izzi_proxy.keys import DASHBOARD_SESSION, LEDGER, REQUEST_ID, SESSIONS
 from izzi_proxy.ledger import ApiKey
 from izzi_proxy.pricing import MICRO, credits
@@ -69,6 +70,7 @@ TEMPLATES.filters.update(
     when=_when,
     count=lambda n: f"{int(n or 0):,}",
     pct=lambda share: f"{share * 100:.1f} %",
+    seg=lambda text: quote(str(text), safe=""),  # one path segment: an account name with "/" stays one
 )
 
 
@@ -159,3 +161,15 @@ def choice(request: web.Request, name: str, allowed: tuple[str, ...], default: s
     """A query parameter that takes one of a few values; anything else is the default."""
     value = request.query.get(name, default)
     return value if value in allowed else default
+
+
+def key_form(form: MultiDictProxy[Any]) -> tuple[str, float | None, list[str] | None]:
+    """A new key's form: its name, its expiry in days (None: never), its allow-list (None:
+    the plan decides)."""
+    days = field(form, "expires_days")
+    try:
+        expires_days = float(days) if days is not None else None
+    except ValueError:
+        raise InvalidRequest(f"'Expires in' takes a number of days, got {days!r}", param="expires_days") from None
+    models = [m for m in form.getall("models", []) if isinstance(m, str) and m] or None
+    return field(form, "key_name") or "default", expires_days, models

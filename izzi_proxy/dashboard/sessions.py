@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from izzi_proxy.config_reader import ConfigError
 from izzi_proxy.ledger import ApiKey
 
 log = logging.getLogger("izzi.dashboard")
@@ -67,7 +68,12 @@ class Sessions:
         if len(configured) >= MIN_SECRET:
             secret = configured.encode()
         elif configured:
-            raise ValueError(f"{SECRET_ENV} must be at least {MIN_SECRET} characters")
+            raise ConfigError(
+                "environment",
+                SECRET_ENV,
+                f"must be at least {MIN_SECRET} characters (it signs the "
+                "dashboard's sessions); unset it to derive one from the admin token",
+            )
         elif admin_digest is not None:
             secret = hmac.new(admin_digest, b"izzi dashboard sessions", hashlib.sha256).digest()
         else:

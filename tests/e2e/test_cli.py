@@ -84,6 +84,13 @@ def test_unknown_kind_is_refused_at_start(tmp_path: Path) -> None:
     assert "upstreams.bad.kind" in result.stderr and "installed kinds:" in result.stderr
 
 
+def test_a_short_session_secret_is_refused_at_start(tmp_path: Path) -> None:
+    result = cli("serve", "--config", str(make_config(tmp_path)), "--port", str(free_port()),
+                 env={"IZZI_SESSION_SECRET": "too-short"})  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "IZZI_SESSION_SECRET: must be at least 32 characters" in result.stderr and "too-short" not in result.stderr
+
+
 async def wait_ready(url: str, process: asyncio.subprocess.Process) -> None:
     async with aiohttp.ClientSession() as session:
         for _ in range(200):

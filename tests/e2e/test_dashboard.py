@@ -241,6 +241,20 @@ async def test_the_operator_runs_accounts_keys_and_top_ups(gateway: Gateway) -> 
         assert "revoked" in page
 
 
+async def test_an_account_name_with_a_slash_is_one_path_segment(gateway: Gateway) -> None:
+    async with browser(gateway) as b:
+        await b.sign_in(TOKEN)
+        await b.get("/dashboard/admin/accounts")
+        status, location, _, _ = await b.post("/dashboard/admin/accounts", {"name": "team/a b"})
+        assert (status, location) == (303, "/dashboard/admin/accounts/team%2Fa%20b")
+        status, page = await b.get(location)
+        assert status == 200 and "team/a b" in page
+        status, where, _, _ = await b.post(location + "/credits", {"amount": "1", "idempotency_key": "k1"})
+        assert status == 303 and where.startswith(location)
+        account = await gateway.ledger.get_account("team/a b")
+        assert (await gateway.ledger.balance_of(account.id)).balance == MICRO
+
+
 @pytest.mark.parametrize(("path", "fields", "named"), [
     ("/dashboard/admin/accounts/test-account/credits", {"amount": "abc"}, "amount"),
     ("/dashboard/admin/accounts/test-account/credits", {"amount": "1", "bonus_pct": "300"}, "between 0 and 100"),
@@ -282,6 +296,45 @@ async def test_the_user_sees_real_requests_down_to_the_cost(gateway: Gateway, cl
     assert "<svg" in page and "gpt-4o" in page and "claude" in page  # the charts, by model
     assert "59 <span" in page or "58 <span" in page  # what is left of this minute's requests
     assert "/configure.py | python3 - --only &#34;Claude Code&#34;" in page
+
+
+async def test_a_user_makes_and_revokes_their_own_keys(gateway: Gateway) -> None:
+    other = await gateway.ledger.create_account("someone-else", "pro")
+    theirs, _ = await gateway.ledger.create_key(other.id, "theirs")
+    async with browser(gateway) as b:
+        await b.sign_in(gateway.key)
+        await b.get("/dashboard/me")
+        status, _, page, _ = await b.post("/dashboard/me/keys", [("key_name", "ci"), ("models", "gpt-4o")])
+        assert status == 201
+        secret = re.search(r'<code id="new-secret">(izzi-[^<]+)</code>', page).group(1)
+        async with gateway.client(api_key=secret) as client:  # it works, for what it allows
+            await client.chat.completions.create(model="gpt-4o", messages=HI)
+            with pytest.raises(openai.PermissionDeniedError):
+                await client.chat.completions.create(model="claude", messages=HI)
+        status, _, page, _ = await b.post(f"/dashboard/me/keys/{theirs.id}/revoke")
+        assert status == 404 and "no key with id" in page
+        assert (await gateway.ledger.list_keys(other.id))[0].revoked_at is None  # another account's: untouched
+        new = await gateway.ledger.find_key(secret)
+        status, _, _, _ = await b.post(f"/dashboard/me/keys/{new.id}/revoke")
+        assert status == 303 and await gateway.ledger.find_key(secret) is None
+        # the key signed in with: revoked, the session ends
+        own = await gateway.ledger.find_key(gateway.key)
+        await b.get("/dashboard/me")
+        status, _, _, _ = await b.post(f"/dashboard/me/keys/{own.id}/revoke")
+        assert status == 303
+        async with b.session.get(b.base.join(URL("/dashboard/me")), allow_redirects=False) as resp:
+            assert resp.status == 303 and resp.headers["Location"] == "/dashboard/login"
+
+
+async def test_a_user_holds_at_most_twenty_live_keys(gateway: Gateway) -> None:
+    account = await gateway.ledger.get_account("test-account")
+    for i in range(19):
+        await gateway.ledger.create_key(account.id, f"k{i}")
+    async with browser(gateway) as b:
+        await b.sign_in(gateway.key)
+        await b.get("/dashboard/me")
+        status, _, page, _ = await b.post("/dashboard/me/keys", {"key_name": "one too many"})
+        assert status == 400 and "at most 20 live keys" in page
 
 
 async def test_the_operator_overview_draws_traffic_by_model_account_and_upstream(gateway: Gateway, client) -> None:

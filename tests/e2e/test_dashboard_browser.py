@@ -150,3 +150,13 @@ async def test_the_user_sees_the_spend_chart_and_the_request_log(page: Page, gat
     await expect(page.locator("#spent")).to_have_text(f"{spent / MICRO:.6f}")
     await expect(page.locator("#setup")).to_contain_text("/configure.py | python3 -")
     await shot(page, "user-1-spend-and-requests")
+
+    # "get your API key from the dashboard": a new key, shown once, then revoked
+    await page.fill("#keys input[name=key_name]", "second laptop")
+    await page.click("#keys >> text=Create key")
+    secret = (await page.locator("#new-secret").inner_text()).strip()
+    assert await gateway.ledger.find_key(secret) is not None
+    await shot(page, "user-2-key-created")
+    await page.locator("#keys tr", has_text="second laptop").locator("text=Revoke").click()
+    await expect(page.locator("#keys tr", has_text="second laptop")).to_contain_text("revoked")
+    assert await gateway.ledger.find_key(secret) is None

@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from izzi_proxy.catalog import Catalog, ModelEntry, Route
+from izzi_proxy.config import ConfigError
 from izzi_proxy.dashboard import charts, usage
 from izzi_proxy.dashboard.sessions import OPERATOR, USER, Sessions
 from izzi_proxy.ledger import ApiKey, UsageSummary
@@ -53,7 +54,7 @@ def test_another_secret_or_a_new_admin_token_ends_sessions() -> None:
     assert rotated.read(a.issue(USER, NOW, KEY), NOW) is not None
     # derived from the admin token, with no secret configured: another process derives the same
     assert sessions().read(sessions().issue(OPERATOR, NOW), NOW) is not None
-    with pytest.raises(ValueError, match="at least 32"):
+    with pytest.raises(ConfigError, match="at least 32"):
         sessions(env={"IZZI_SESSION_SECRET": "short"})
 
 
