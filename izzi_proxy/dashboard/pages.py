@@ -141,6 +141,7 @@ def page(role: str | None) -> Callable[[Callable[..., Awaitable[web.StreamRespon
             except GatewayError as err:
                 return render(request, "error.html", err.status, title="That did not work", message=err.message)
 
+        run.__izzi_page__ = role  # type: ignore[attr-defined]  # a test checks every session route has one
         return endpoint(OPENAI_CHAT, session=True)(run)
 
     return wrap

@@ -355,6 +355,21 @@ async def test_the_operator_overview_draws_traffic_by_model_account_and_upstream
         assert "error-400" in page and "gpt-4o" not in page.split("<tbody>")[1]
 
 
+def test_every_session_route_checks_its_session(gateway: Gateway) -> None:
+    """Fail closed: a route the auth middleware leaves to the dashboard is a @page, or one
+    of the sign-in's own three."""
+    from izzi_proxy.dashboard import signin
+
+    sign_in = {signin.root, signin.signin_form, signin.signin}
+    checked = 0
+    for route in gateway.app.router.routes():
+        info = getattr(route.handler, "__izzi_route__", None)
+        if info is not None and info.session:
+            assert route.handler in sign_in or hasattr(route.handler, "__izzi_page__"), route
+            checked += 1
+    assert checked >= 15  # every dashboard route but the static files
+
+
 async def test_the_dashboard_can_be_turned_off(aiohttp_server, upstream, tmp_path, upstream_env) -> None:
     path = write_config(tmp_path, str(upstream.make_url("/v1")), server="dashboard = false")
     gateway = await start_gateway(aiohttp_server, load_config(path), upstream)
