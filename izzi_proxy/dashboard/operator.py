@@ -48,9 +48,10 @@ async def overview(request: web.Request) -> web.StreamResponse:
     metric_name = choice(request, "metric", tuple(usage.METRICS), "cost")
     metric = usage.METRICS[metric_name]
     since, dates = usage.days_back(days)
-    groups = await ledger.usage_summary(by, since)
+    daily = await ledger.usage_summary(by, since, daily=True)
+    groups = usage.per_group(daily)
     by_model = groups if by == "model" else await ledger.usage_summary("model", since)
-    series = usage.series(await ledger.usage_summary(by, since, daily=True), dates, metric)
+    series = usage.series(daily, dates, metric)
     cache = usage.cache_use(by_model, config.catalog)
     names = {a.id: a.name for a in await ledger.list_accounts()}
     return render(

@@ -113,10 +113,19 @@ def cache_total(uses: Sequence[CacheUse]) -> CacheUse:
                     sum(u.cache_write_tokens for u in uses), sum(u.saved for u in uses))  # fmt: skip
 
 
-def total(rows: Sequence[UsageSummary]) -> UsageSummary:
+def total(rows: Sequence[UsageSummary], group: str = "all") -> UsageSummary:
     """The rows summed as one."""
     sums = [sum(getattr(r, name) for r in rows) for name in _SUMMED]
-    return UsageSummary("all", *sums)
+    return UsageSummary(group, *sums)
+
+
+def per_group(daily: Sequence[UsageSummary]) -> list[UsageSummary]:
+    """Rows summed per day and group, summed per group over the days: one scan of the
+    records serves both the chart over time and the totals."""
+    groups: dict[str, list[UsageSummary]] = {}
+    for row in daily:
+        groups.setdefault(row.group, []).append(row)
+    return [total(rows, group) for group, rows in sorted(groups.items())]
 
 
 _SUMMED = ("requests", "errors", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",

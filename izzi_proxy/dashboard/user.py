@@ -69,9 +69,9 @@ async def _page(request: web.Request, key: ApiKey, status: int = 200, **extra: A
     days = int(choice(request, "days", tuple(str(d) for d in usage.RANGES), "30"))
     since, dates = usage.days_back(days)
     cost = usage.METRICS["cost"]
-    by_model = await ledger.usage_summary("model", since, account_id=key.account_id)
-    series = usage.series(await ledger.usage_summary("model", since, account_id=key.account_id, daily=True),
-                          dates, cost)  # fmt: skip
+    daily = await ledger.usage_summary("model", since, account_id=key.account_id, daily=True)
+    by_model = usage.per_group(daily)
+    series = usage.series(daily, dates, cost)
     cache = usage.cache_use(by_model, config.catalog)
     url = public_url(request)
     return render(

@@ -111,6 +111,9 @@ class SQLiteLedger:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="izzi-sqlite")
         self._keys = KeyCache(key_cache_s)
         self._writes = GroupCommit(self._run, None)
+        # reports (usage summaries, record listings) read on a connection and thread of their
+        # own, so that a dashboard's scan of many records never holds up auth or billing
+        self._reports: tuple[ThreadPoolExecutor, sqlite3.Connection] | None = None
 
     @classmethod
     async def open(cls, url: str, key_cache_s: float = 0.0) -> SQLiteLedger:
@@ -125,6 +128,10 @@ class SQLiteLedger:
                 inline = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
                 setup(inline, busy_timeout_ms=0, autocheckpoint=0)
                 ledger._writes = GroupCommit(ledger._run, inline)
+                reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                reader.execute("PRAGMA query_only = ON")
+                reader.execute("PRAGMA busy_timeout = 10000")
+                ledger._reports = (ThreadPoolExecutor(1, thread_name_prefix="izzi-sqlite-reports"), reader)
         except BaseException:
             await ledger.aclose()
             raise
@@ -136,6 +143,13 @@ class SQLiteLedger:
 
     async def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
         return await self._run(_fetch, sql, args)
+
+    async def _report(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        """Rows read apart from the requests' connection (the same one for ``:memory:``)."""
+        if self._reports is None:
+            return await self._rows(sql, args)
+        thread, reader = self._reports
+        return await asyncio.get_running_loop().run_in_executor(thread, _fetch, reader, sql, args)
 
     async def _write(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         return await self._run(_execute, sql, args)
@@ -152,6 +166,10 @@ class SQLiteLedger:
         await self._writes.aclose()
         await asyncio.get_running_loop().run_in_executor(self._thread, self._db.close)
         self._thread.shutdown()
+        if self._reports is not None:
+            thread, reader = self._reports
+            await asyncio.get_running_loop().run_in_executor(thread, reader.close)
+            thread.shutdown()
 
     # accounts
 
@@ -239,7 +257,7 @@ class SQLiteLedger:
             ("account_id = ?", account_id),
             ("outcome <> ?", "ok" if failed else None),
         )
-        rows = await self._rows(
+        rows = await self._report(
             f"SELECT {', '.join(USAGE_COLUMNS)} FROM usage_records WHERE {where} ORDER BY id DESC LIMIT ?",
             (*args, limit),
         )
@@ -259,7 +277,7 @@ class SQLiteLedger:
         )
         day = f", {_GROUPS['day']} AS d" if daily else ""
         order = "d, g" if daily else "g"
-        rows = await self._rows(
+        rows = await self._report(
             f"SELECT {_GROUPS[by]} AS g, {SUMMARY_COLUMNS}{day} FROM usage_records u"
             f" LEFT JOIN accounts a ON a.id = u.account_id WHERE {where} GROUP BY {order} ORDER BY {order}",
             args,
