@@ -45,6 +45,7 @@ from izzi_proxy.ledger.writer import UsageWriter
 from izzi_proxy.limiter import open_limiter
 from izzi_proxy.limiter.guard import GuardedLimiter
 from izzi_proxy.limiter.leases import LeaseKeeper
+from izzi_proxy.middleware import body
 from izzi_proxy.middleware.metering import add_cost_headers
 from izzi_proxy.middleware.rate_limit import add_rate_headers
 from izzi_proxy.middleware.request_log import add_request_id
@@ -77,6 +78,7 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
     app.on_response_prepare.append(add_cost_headers)
     app.on_response_prepare.append(handlers.add_model_header)
     app.on_shutdown.append(relay.stop_streams)
+    app.on_shutdown.append(body.stop_reading)
 
     chat = handlers.generation(OPENAI_CHAT)
     messages = handlers.generation(ANTHROPIC_MESSAGES)

@@ -1,6 +1,6 @@
 """``izzi-proxy``: serve, check-config, and the admin commands (``admin_cli.py``).
 
-izzi-proxy serve [--config PATH] [--host H] [--port P] [--mock]
+izzi-proxy serve [--config PATH] [--host H] [--port P] [--mock] [--workers N]
 izzi-proxy check-config [--config PATH]          resolved config, secrets redacted
 izzi-proxy migrate [--config PATH]               create or migrate the ledger's schema (serve does too)
 izzi-proxy accounts create|list|show|set …
@@ -15,6 +15,7 @@ import asyncio
 import errno
 import gc
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 from aiohttp import web
 
-from izzi_proxy import admin_cli
+from izzi_proxy import admin_cli, workers
 from izzi_proxy.config import Config, ConfigError, load_config
 from izzi_proxy.masking import JsonFormatter, SafeFormatter
 
@@ -39,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to listen on (overrides [server] host)")
     serve.add_argument("--port", type=int, help="port to listen on (overrides [server] port)")
     serve.add_argument("--mock", action="store_true", help="answer every model from the in-process mock upstream")
+    serve.add_argument("--workers", type=int, help="processes on one port (default: one per core when the limits "
+                       "are in Redis, else 1; see workers.py)")  # fmt: skip
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # started by the supervisor
     with_config(sub.add_parser("check-config", help="print the resolved config, secrets redacted"))
     with_config(sub.add_parser("migrate", help="create or migrate the ledger's schema (serve does it at start)"))
 
@@ -81,6 +85,16 @@ def serve(config: Config, args: argparse.Namespace) -> int:
         config = config.with_mock_upstreams()
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
+    if not args.worker:
+        try:
+            count = workers.count(args.workers, config, port)
+        except workers.WorkersError as exc:
+            print(f"izzi-proxy: {exc}", file=sys.stderr)
+            return 2
+        if count > 1:
+            return workers.Supervisor(
+                _worker_argv(args), count, config.server.shutdown_timeout_s + SHUTDOWN_GRACE_S
+            ).run()
     try:
         import uvloop
 
@@ -98,10 +112,9 @@ def serve(config: Config, args: argparse.Namespace) -> int:
             keepalive_timeout=config.server.keepalive_timeout_s,
             access_log=None,
             handler_cancellation=True,
+            reuse_port=args.worker or None,
             loop=loop,
-            print=lambda *a: logging.getLogger("izzi").info(
-                "serving on http://%s:%d%s", host, port, " (mock upstreams)" if args.mock else ""
-            ),
+            print=lambda *a: _listening(host, port, args.mock),
         )
     except ConfigError as exc:
         print(f"izzi-proxy: config error: {exc}", file=sys.stderr)
@@ -114,6 +127,21 @@ def serve(config: Config, args: argparse.Namespace) -> int:
             print(f"izzi-proxy: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _listening(host: str, port: int, mock: bool) -> None:
+    logging.getLogger("izzi").info("serving on http://%s:%d%s (pid %d)", host, port,
+                                   " (mock upstreams)" if mock else "", os.getpid())  # fmt: skip
+    workers.ready()
+
+
+def _worker_argv(args: argparse.Namespace) -> list[str]:
+    """A worker's command line: this one's options, as one worker of a supervisor's."""
+    argv = ["serve", "--worker"]
+    for name in ("config", "host", "port"):
+        if getattr(args, name) is not None:
+            argv += [f"--{name}", str(getattr(args, name))]
+    return argv + (["--mock"] if args.mock else [])
 
 
 async def _freeze_heap(app: web.Application) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aiohttp import ClientSession, web
@@ -27,6 +27,10 @@ class Load:
 
     requests: int = 0
     body_bytes: int = 0
+    # bodies being waited for (their deadlines), ended at once when the process stops: aiohttp
+    # reads nothing more from a connection once its graceful shutdown has begun
+    body_waits: set[asyncio.Timeout] = field(default_factory=set)
+    stopping: bool = False
 
 
 # On the app

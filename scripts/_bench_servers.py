@@ -165,7 +165,7 @@ def start_servers(children: Children, chunks: int, redis_url: str | None) -> tup
     children.wait_ready("gateway-nobill", nobill_port, health="/healthz")
     redis_gateway = None
     if redis_url:
-        serve = ["-m", "izzi_proxy", "serve", "--config", config, f"--port={redis_gw_port}"]
+        serve = ["-m", "izzi_proxy", "serve", "--config", config, f"--port={redis_gw_port}", "--workers=1"]
         redis_gateway = children.start("gateway-redis", *serve, env={"IZZI_REDIS_URL": redis_url})
         children.wait_ready("gateway-redis", redis_gw_port, health="/healthz")
     gateway_chat = f"http://127.0.0.1:{gw_port}/v1/chat/completions"

@@ -1,7 +1,8 @@
 """Read a request's body before anything is spent on it: bounded in size
 (``[server] max_body_mb``; a compressed body by what it decompresses to), in time
 (``body_timeout_s``: 408 when it has not arrived), and, all requests together, in the bytes
-held at once (``max_body_mb_in_flight``: 503 with Retry-After). The rate limits come after,
+held at once (``max_body_mb_in_flight``: 503 with Retry-After). A body still arriving when the process
+starts stopping gets 503 with Retry-After at once (``stop_reading``). The rate limits come after,
 so a body that never arrives holds no slot of its account's. The handler takes the bytes
 from ``BODY``; routes whose method carries no body are let through.
 """
@@ -33,9 +34,17 @@ def make_body(config: Config) -> Middleware:
             if request.content.is_eof():  # all of it came with the headers: nothing to wait for
                 raw = await request.read()
             else:
-                async with asyncio.timeout(timeout_s):
-                    raw = await request.read()
+                waits = request.app[LOAD].body_waits
+                async with asyncio.timeout(timeout_s) as deadline:
+                    waits.add(deadline)
+                    try:
+                        raw = await request.read()
+                    finally:
+                        waits.discard(deadline)
         except TimeoutError:
+            if request.app[LOAD].stopping:
+                raise Overloaded("The gateway is restarting and took no more of this request's body; send it again",
+                                 retry_after_s=RETRY_AFTER_S) from None  # fmt: skip
             raise BodyTimeout(f"The request body did not arrive within {timeout_s:g} s") from None
         except web.HTTPRequestEntityTooLarge:
             raise RequestTooLarge(f"Request body is over the limit of {limit} bytes") from None
@@ -68,3 +77,13 @@ def make_body(config: Config) -> Middleware:
             load.body_bytes -= held
 
     return body
+
+
+async def stop_reading(app: web.Application) -> None:
+    """``on_shutdown``: aiohttp's graceful shutdown reads nothing more from any connection, so
+    a body still arriving would only time out: its request is answered 503 (try again) now."""
+    load = app[LOAD]
+    load.stopping = True
+    now = asyncio.get_running_loop().time()
+    for deadline in list(load.body_waits):
+        deadline.reschedule(now)

@@ -91,7 +91,7 @@ async def start_gateways(config: Path, count: int) -> list[tuple[str, asyncio.su
     for _ in range(count):
         port = free_port()
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "izzi_proxy", "serve", "--config", str(config), "--port", str(port),
+            sys.executable, "-m", "izzi_proxy", "serve", "--config", str(config), "--port", str(port), "--workers", "1",
             stderr=asyncio.subprocess.PIPE, env={**os.environ, "IZZI_LOG_LEVEL": "warning"},
         )  # fmt: skip
         started.append((f"http://127.0.0.1:{port}", process))
