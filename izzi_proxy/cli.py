@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 from aiohttp import web
 
-from izzi_proxy import admin_cli, workers
+from izzi_proxy import admin_cli, serving, workers
 from izzi_proxy.config import Config, ConfigError, load_config
 from izzi_proxy.masking import JsonFormatter, SafeFormatter
 
@@ -91,31 +91,29 @@ def serve(config: Config, args: argparse.Namespace) -> int:
         except workers.WorkersError as exc:
             print(f"izzi-proxy: {exc}", file=sys.stderr)
             return 2
-        if count > 1:
+        if workers.supervised(args.workers, count, config, port):
             return workers.Supervisor(
-                _worker_argv(args), count, config.server.shutdown_timeout_s + SHUTDOWN_GRACE_S
+                _worker_argv(args), count, config.server.shutdown_timeout_s + SHUTDOWN_GRACE_S + serving.DRAIN_S
             ).run()
     try:
         import uvloop
 
-        loop = uvloop.new_event_loop()
+        loop_factory = uvloop.new_event_loop
     except ImportError:
-        loop = asyncio.new_event_loop()
+        loop_factory = None
     try:
         app = create_app(config)
         app.on_startup.append(_freeze_heap)
-        web.run_app(
-            app,
-            host=host,
-            port=port,
-            shutdown_timeout=config.server.shutdown_timeout_s + SHUTDOWN_GRACE_S,
-            keepalive_timeout=config.server.keepalive_timeout_s,
-            access_log=None,
-            handler_cancellation=True,
-            reuse_port=args.worker or None,
-            loop=loop,
-            print=lambda *a: _listening(host, port, args.mock),
-        )
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(
+                serving.serve(
+                    app,
+                    host,
+                    port,
+                    reuse_port=args.worker,
+                    on_listening=lambda: _listening(host, port, args.mock),
+                )
+            )
     except ConfigError as exc:
         print(f"izzi-proxy: config error: {exc}", file=sys.stderr)
         return 2

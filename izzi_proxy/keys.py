@@ -31,6 +31,8 @@ class Load:
     # reads nothing more from a connection once its graceful shutdown has begun
     body_waits: set[asyncio.Timeout] = field(default_factory=set)
     stopping: bool = False
+    draining: bool = False  # the process is about to stop: each answer closes its connection
+    drained_s: float = 0.0  # how long it drained: counted in shutdown_timeout_s
 
 
 # On the app

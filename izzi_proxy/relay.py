@@ -26,7 +26,7 @@ from izzi_proxy.billing import Bill, Billing
 from izzi_proxy.dialects import StreamTap
 from izzi_proxy.errors import GatewayError, InsufficientBalance, ServerError, UpstreamConnectionError
 from izzi_proxy.exchange import Exchange
-from izzi_proxy.keys import CONFIG, STREAMS
+from izzi_proxy.keys import CONFIG, LOAD, STREAMS
 from izzi_proxy.ledger import UsageRecord
 from izzi_proxy.pricing import credits
 
@@ -152,8 +152,9 @@ async def _end_with_error(
 
 
 async def stop_streams(app: web.Application) -> None:
-    """``on_shutdown``: streams still running after ``shutdown_timeout_s`` are ended with an
-    in-stream error (aiohttp is given a few seconds more, so they end before it cuts them)."""
+    """``on_shutdown``: streams still running ``shutdown_timeout_s`` after the stop began (the
+    drain included) are ended with an in-stream error (aiohttp is given a few seconds more, so
+    they end before it cuts them)."""
     streams = app[STREAMS]
 
     def cut() -> None:
@@ -161,7 +162,9 @@ async def stop_streams(app: web.Application) -> None:
             task.cancel()
 
     if streams:
-        asyncio.get_running_loop().call_later(app[CONFIG].server.shutdown_timeout_s, cut)
+        asyncio.get_running_loop().call_later(
+            max(0.0, app[CONFIG].server.shutdown_timeout_s - app[LOAD].drained_s), cut
+        )
 
 
 async def relay_body(exchange: Exchange, record: UsageRecord, bill: Bill) -> web.Response:

@@ -10,9 +10,9 @@ spreads connections over them. The supervisor
 - on SIGHUP reloads: starts a new set (which reads the config again), and once all of them
   listen, stops the old set gracefully: no connection is refused meanwhile; a new set that
   fails to start is stopped and the old one keeps serving;
-- on SIGTERM or SIGINT stops every worker gracefully (each finishes its streams within
-  ``shutdown_timeout_s`` and settles its holds, as a single process does) and exits when
-  they all have.
+- on SIGTERM or SIGINT stops every worker gracefully (each drains its keep-alive
+  connections, finishes its streams within ``shutdown_timeout_s`` and settles its holds, as a
+  single process does: :mod:`izzi_proxy.serving`) and exits when they all have.
 
 Shared state must be shared: the in-process limiter would give every worker the whole of
 each plan, so several workers need ``limiter_url`` in Redis (refused at start otherwise).
@@ -71,6 +71,13 @@ def count(asked: int | None, config: Config, port: int) -> int:
     if asked > 1 and port == 0:
         raise WorkersError("--workers needs a fixed --port: with port 0 each worker would listen on another port")
     return asked
+
+
+def supervised(asked: int | None, workers: int, config: Config, port: int) -> bool:
+    """Whether a supervisor runs the workers: for several, and by default whenever the limits
+    are shared (even one worker, on a one-core machine: the supervisor reloads on SIGHUP and
+    restarts a worker that dies). ``--workers 1`` asks for one process, unsupervised."""
+    return workers > 1 or (asked is None and shared_limits(config) and port != 0)
 
 
 def ready(listening: bool = True) -> None:

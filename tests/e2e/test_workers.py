@@ -157,7 +157,7 @@ async def test_sighup_reloads_without_refusing_a_request(tmp_path: Path, databas
                     sent += 1
             return sent
 
-        running = [asyncio.create_task(traffic()) for _ in range(4)]
+        running = [asyncio.create_task(traffic()) for _ in range(16)]
         await asyncio.sleep(0.5)
         workers.process.send_signal(signal.SIGHUP)
         new = await workers.until_serving(other_than=old)
