@@ -130,10 +130,11 @@ def write_gateway_config(directory: Path, upstream_v1: str, anthropic_root: str,
     return path
 
 
-def start_servers(children: Children, chunks: int, redis_url: str | None) -> tuple[dict, str]:
+def start_servers(children: Children, chunks: int, redis_url: str | None, workers: int = 0) -> tuple[dict, str]:
     """Start the upstreams, the relay and the gateway (and, with ``redis_url``, a second gateway
-    whose limiter is that Redis); returns {target: Target} and the key."""
-    up_port, relay_port, gw_port, ant_port, redis_gw_port, nobill_port = free_ports(6)
+    whose limiter is that Redis, and with ``workers`` a third of that many processes);
+    returns {target: Target} and the key."""
+    up_port, relay_port, gw_port, ant_port, redis_gw_port, nobill_port, workers_port = free_ports(7)
     me = str(Path(__file__).resolve())
     upstream = children.start("upstream", me, "upstream", f"--port={up_port}", f"--chunks={chunks}")
     anthropic = children.start("anthropic", me, "anthropic", f"--port={ant_port}", f"--chunks={chunks}")
@@ -168,6 +169,12 @@ def start_servers(children: Children, chunks: int, redis_url: str | None) -> tup
         serve = ["-m", "izzi_proxy", "serve", "--config", config, f"--port={redis_gw_port}", "--workers=1"]
         redis_gateway = children.start("gateway-redis", *serve, env={"IZZI_REDIS_URL": redis_url})
         children.wait_ready("gateway-redis", redis_gw_port, health="/healthz")
+    workers_gateway = None
+    if redis_url and workers > 1:
+        serve = ["-m", "izzi_proxy", "serve", "--config", config, f"--port={workers_port}", f"--workers={workers}"]
+        workers_gateway = children.start("gateway-workers", *serve, env={"IZZI_REDIS_URL": redis_url})
+        children.wait_ready("gateway-workers", workers_port, health="/healthz")
+        time.sleep(2)  # every worker listening, not only the first
     gateway_chat = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
     targets = {
         "direct": Target(up_chat, upstream.pid, "bench-echo", upstream.pid),
@@ -181,6 +188,9 @@ def start_servers(children: Children, chunks: int, redis_url: str | None) -> tup
     if redis_gateway is not None:
         url = f"http://127.0.0.1:{redis_gw_port}/v1/chat/completions"
         targets["gateway-redis"] = Target(url, redis_gateway.pid, "bench-echo", upstream.pid)
+    if workers_gateway is not None:
+        url = f"http://127.0.0.1:{workers_port}/v1/chat/completions"
+        targets["gateway-workers"] = Target(url, workers_gateway.pid, "bench-echo", upstream.pid)
     return targets, made.stdout.strip()
 
 

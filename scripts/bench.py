@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import math
@@ -56,10 +57,19 @@ PROMPT = [{"role": "user", "content": "Say hello to the benchmark"}]
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
+    """utime + stime of a process (all its threads) and of the processes it runs (a
+    supervisor's workers), in seconds."""
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()  # the name in (...) may hold spaces
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return (int(fields[11]) + int(fields[12])) / TICK + sum(cpu_seconds(child) for child in children_of(pid))
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 @dataclass
@@ -133,6 +143,8 @@ async def run(args: argparse.Namespace, targets: dict, key: str) -> list[Result]
         names.insert(0, "direct")
     if "gateway-redis" in targets:
         names.insert(names.index("gateway") + 1, "gateway-redis")
+    if "gateway-workers" in targets:
+        names.insert(names.index("gateway-redis") + 1, "gateway-workers")
     headers = {"Authorization": f"Bearer {key}"}  # sent to every target: same client cost
     results = []
     connector = aiohttp.TCPConnector(limit=0)
@@ -307,6 +319,13 @@ def parse_args() -> argparse.Namespace:
     add("--no-direct", action="store_true", help="skip the reference run straight at the upstream")
     add("--json", metavar="PATH", help="also write every figure as JSON")
     add(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also a gateway of N worker processes (limits in --redis), compared with the one-process gateway-redis",
+    )
+    add(
         "--postgres",
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         metavar="URL",
@@ -337,7 +356,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="izzi-bench-") as tmp:
         children = Children(Path(tmp))
         try:
-            targets, key = start_servers(children, args.chunks, args.redis or None)
+            targets, key = start_servers(children, args.chunks, args.redis or None, args.workers)
             print(f"servers up; {args.seconds:g} s per run, {WARMUP_S:g} s warm-up", file=sys.stderr)
             with asyncio.Runner(loop_factory=loop_factory) as runner:
                 results = runner.run(run(args, targets, key))
@@ -380,6 +399,17 @@ def main() -> int:
             [[c["scenario"], c["concurrency"], c["cpu_ratio"], c["rps_ratio"],
               "-" if c["added_p50_ms"] is None else f"{c['added_p50_ms']:+.3f}"] for c in with_redis],
         )  # fmt: skip
+    workers = compare(results, "gateway-workers", "gateway-redis")
+    if workers:
+        print(
+            f"\n{args.workers} worker processes vs one, both with their limits in Redis (same run; the load comes"
+            " from this process, on the same cores):"
+        )
+        print_rows(
+            [("scenario", "<"), ("conc", ""), ("CPU/req ratio", ".2f"), ("RPS ratio", ".2f"), ("added p50 ms", "")],
+            [[c["scenario"], c["concurrency"], c["cpu_ratio"], c["rps_ratio"],
+              "-" if c["added_p50_ms"] is None else f"{c['added_p50_ms']:+.3f}"] for c in workers],
+        )  # fmt: skip
     print("\nLimiter alone, one admission + its release, sequential, in this process:")
     print_rows([("backend", "<"), ("calls", ""), ("us per request", ".1f"), ("round trips", "")],
                [[c["backend"], c["calls"], c["us_per_request"], c["round_trips"]] for c in costs])  # fmt: skip
@@ -388,7 +418,8 @@ def main() -> int:
     if args.json:
         data = {"info": info, "results": [asdict(r) for r in results], "gateway_vs_bare": rows,
                 "translated_vs_passthrough": translated, "redis_gateway_vs_bare": with_redis,
-                "limiter": costs, "billing_on_vs_off": billing, "ledger": ledger}  # fmt: skip
+                "limiter": costs, "billing_on_vs_off": billing, "ledger": ledger,
+                "workers_vs_one": workers}  # fmt: skip
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
         print(f"\nwrote {args.json}")
     return 0
