@@ -20,6 +20,7 @@ from izzi_proxy import (
     openapi,
     relay,
     responses_api,
+    serving,
 )
 from izzi_proxy.billing import Billing
 from izzi_proxy.config import Config
@@ -53,7 +54,6 @@ from izzi_proxy.providers import Registry, build_upstreams, registry
 from izzi_proxy.router import Router
 
 PREFIXES = ("/v1", "/openai/v1", "/api/v1")
-SHUTDOWN_GRACE_S = 5.0  # what aiohttp waits beyond shutdown_timeout_s: time for cut streams to end
 
 
 def create_app(config: Config, *, providers: Registry = registry) -> web.Application:
@@ -77,6 +77,7 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
     app.on_response_prepare.append(add_rate_headers)
     app.on_response_prepare.append(add_cost_headers)
     app.on_response_prepare.append(handlers.add_model_header)
+    app.on_response_prepare.append(serving.close_when_draining)
     app.on_shutdown.append(relay.stop_streams)
     app.on_shutdown.append(body.stop_reading)
 

@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(config: Config, args: argparse.Namespace) -> int:
-    from izzi_proxy.app import SHUTDOWN_GRACE_S, create_app
+    from izzi_proxy.app import create_app
 
     handler = logging.StreamHandler(sys.stderr)
     if config.server.log_format == "json":
@@ -93,7 +93,7 @@ def serve(config: Config, args: argparse.Namespace) -> int:
             return 2
         if workers.supervised(args.workers, count, config, port):
             return workers.Supervisor(
-                _worker_argv(args), count, config.server.shutdown_timeout_s + SHUTDOWN_GRACE_S + serving.DRAIN_S
+                _worker_argv(args), count, config.server.shutdown_timeout_s + serving.SHUTDOWN_GRACE_S + serving.DRAIN_S
             ).run()
     try:
         import uvloop

@@ -47,27 +47,45 @@ class Reader:
         return ConfigError(self.file, self.key(name), problem)
 
     def raw(self, name: str, default: Any = None) -> Any:
+        return self._raw(name, default)[0]
+
+    def _raw(self, name: str, default: Any) -> tuple[Any, bool]:
+        """The value, and whether it came from the environment (a string, whatever it means)."""
         self.used.add(name)
         value = self.table.get(name, default)
         if isinstance(value, Mapping) and "env" in value:
             extra = set(value) - {"env", "default"}
             if extra or not isinstance(value["env"], str):
                 raise self.error(name, 'write { env = "NAME" } or { env = "NAME", default = ... }')
-            return self.env.get(value["env"]) or value.get("default", default)
+            if found := self.env.get(value["env"]):
+                return found, True
+            return value.get("default", default), False
         if isinstance(value, str) and value.startswith("env:"):
-            return self.env.get(value[4:]) or default
-        return value
+            found = self.env.get(value[4:])
+            return (found, True) if found else (default, False)
+        return value, False
 
     def get(self, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-        value = self.raw(name, default)
+        value, from_env = self._raw(name, default)
         if value is None:
             return None
+        if from_env and isinstance(value, str) and kind in (int, float, bool):
+            value = self._parsed(name, value, kind)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
             raise self.error(name, f"expected {names}, got {type(value).__name__} {value!r}")
         return value
+
+    def _parsed(self, name: str, text: str, kind: type) -> Any:
+        """A number or a yes/no given by an environment variable."""
+        try:
+            if kind is bool:
+                return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[text.lower()]
+            return kind(text)
+        except (KeyError, ValueError):
+            raise self.error(name, f"expected {kind.__name__} from the environment, got {text!r}") from None
 
     def required(self, name: str, kind: type) -> Any:
         value = self.get(name, kind)

@@ -25,11 +25,11 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from izzi_proxy.app import SHUTDOWN_GRACE_S
 from izzi_proxy.keys import CONFIG, LOAD
 
 log = logging.getLogger("izzi")
 
+SHUTDOWN_GRACE_S = 5.0  # what aiohttp waits beyond shutdown_timeout_s: time for cut streams to end
 DRAIN_S = 1.0  # at most: long enough for a busy client's next request, short for a deploy
 
 
@@ -76,6 +76,12 @@ async def drain(app: web.Application, runner: web.AppRunner, site: web.BaseSite,
     while runner.server is not None and runner.server.connections and loop.time() - started < within_s:
         await asyncio.sleep(0.05)
     load.drained_s = loop.time() - started
+
+
+async def close_when_draining(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: while the process drains, each answer ends its connection."""
+    if request.app[LOAD].draining:
+        response.force_close()
 
 
 def _cannot_reload() -> None:

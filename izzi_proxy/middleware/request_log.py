@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from izzi_proxy.config import Config
-from izzi_proxy.keys import API_KEY, LOAD, METRICS, RECORD, REQUEST_ID
+from izzi_proxy.keys import API_KEY, METRICS, RECORD, REQUEST_ID
 from izzi_proxy.ledger import UsageRecord
 from izzi_proxy.pricing import credits
 
@@ -109,9 +109,6 @@ def _log(level: int, request: web.Request, status: int, latency_ms: float) -> No
 
 
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: the request id on every answer, streamed or not; and, once the
-    process drains before it stops, ``Connection: close`` (:mod:`izzi_proxy.serving`)."""
+    """``on_response_prepare``: the request id on every answer, streamed or not."""
     if (request_id := request.get(REQUEST_ID)) is not None:
         response.headers["x-request-id"] = request_id
-    if request.app[LOAD].draining:
-        response.force_close()

@@ -150,6 +150,25 @@ def test_env_values_with_defaults_and_plugin_options(tmp_path: Path) -> None:
     assert dict(config.upstreams["up"].options) == {"chunks": 3}
 
 
+@pytest.mark.parametrize(
+    ("line", "env", "expected"),
+    [
+        ('port = { env = "PORT", default = 9000 }', {"PORT": "8123"}, ("port", 8123)),
+        ('shutdown_timeout_s = { env = "STOP", default = 30 }', {"STOP": "2.5"}, ("shutdown_timeout_s", 2.5)),
+        ('dashboard = { env = "DASH", default = true }', {"DASH": "no"}, ("dashboard", False)),
+    ],
+)
+def test_numbers_and_switches_from_the_environment(tmp_path: Path, line: str, env: dict, expected: tuple) -> None:
+    config = load_config(write(tmp_path, f"[server]\n{line}\n" + UP), env=env)
+    assert getattr(config.server, expected[0]) == expected[1]
+
+
+def test_a_number_from_the_environment_that_is_not_one_names_the_variable_s_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, '[server]\nport = { env = "PORT" }\n' + UP), env={"PORT": "eighty"})
+    assert caught.value.key == "server.port" and "'eighty'" in caught.value.problem
+
+
 def test_mock_upstreams_keep_the_catalog() -> None:
     config = load_config(DEFAULT_CONFIG, env={}).with_mock_upstreams()
     assert {u.kind for u in config.upstreams.values()} == {"mock"}
