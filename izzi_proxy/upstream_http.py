@@ -150,6 +150,9 @@ class HTTPUpstream:
             raise UpstreamConnectionError(f"Upstream {self.name!r} {reason}", upstream=self.name) from None
         finally:
             handle.cancel()
+            # it names itself to re-arm: a cycle (function, its closure, the function) that
+            # would keep this response and its buffers until a full collection
+            del watchdog
         if timed_out:
             raise UpstreamConnectionError(
                 f"Upstream {self.name!r} sent nothing for {self._idle_s:g} s", upstream=self.name

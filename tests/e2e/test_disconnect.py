@@ -7,6 +7,7 @@ cancelled), which ``serve`` uses."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ from izzi_proxy.ledger import UsageRecord
 from izzi_proxy.pricing import MICRO
 from izzi_proxy.testing import DISCONNECTS
 from tests.conftest import write_config
+
+HELLO = [{"role": "user", "content": "Hello"}]
 
 
 @dataclass
@@ -177,3 +180,21 @@ async def test_client_hang_up_cancels_upstream_and_is_metered(served: Served, up
     record = await served.record(raw.headers["x-request-id"])
     assert (record.status, record.outcome) == (499, "client_closed")
     assert record.stream and record.model == "slow"
+
+
+async def test_a_finished_stream_frees_its_upstream_response_without_the_cyclic_collector(served: Served) -> None:
+    """Reference counting alone frees what a stream held (its upstream response, buffers and
+    connection state): an idle gateway runs no full collection, and 2,000 streams' worth of
+    cycles measured ~16 MB that stayed until one did."""
+    gc.collect()
+    gc.disable()
+    try:
+        async with openai.AsyncOpenAI(base_url=served.url + "/v1", api_key=served.key, max_retries=0) as client:
+            for _ in range(2):  # chunks apart in time: relayed past the first read
+                stream = await client.chat.completions.create(model="slow", messages=HELLO, stream=True)
+                _ = [chunk async for chunk in stream]
+        await asyncio.sleep(0.1)  # the connections' release callbacks
+        alive = [o for o in gc.get_objects() if isinstance(o, aiohttp.ClientResponse)]
+    finally:
+        gc.enable()
+    assert alive == [], f"{len(alive)} upstream responses outlived their streams"
