@@ -127,33 +127,17 @@ class HTTPUpstream:
         return head
 
     async def _rest(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        last = loop.time()
-        timed_out = False
-
-        def watchdog() -> None:
-            nonlocal handle, timed_out
-            idle = loop.time() - last
-            if idle >= self._idle_s:
-                timed_out = True
-                response.close()
-            else:
-                handle = loop.call_later(self._idle_s - idle, watchdog)
-
-        handle = loop.call_later(self._idle_s, watchdog)
+        watchdog = _IdleWatchdog(response, self._idle_s)
         try:
             async for chunk in response.content.iter_any():
-                last = loop.time()
+                watchdog.last = watchdog.loop.time()
                 yield chunk
         except (TimeoutError, aiohttp.ClientError) as exc:
-            reason = f"sent nothing for {self._idle_s:g} s" if timed_out else f"broke off the stream: {exc}"
+            reason = f"sent nothing for {self._idle_s:g} s" if watchdog.fired else f"broke off the stream: {exc}"
             raise UpstreamConnectionError(f"Upstream {self.name!r} {reason}", upstream=self.name) from None
         finally:
-            handle.cancel()
-            # it names itself to re-arm: a cycle (function, its closure, the function) that
-            # would keep this response and its buffers until a full collection
-            del watchdog
-        if timed_out:
+            watchdog.cancel()
+        if watchdog.fired:
             raise UpstreamConnectionError(
                 f"Upstream {self.name!r} sent nothing for {self._idle_s:g} s", upstream=self.name
             )
@@ -163,6 +147,33 @@ class HTTPUpstream:
         response.close()
         wait = retry_after(response.headers.get("Retry-After"))
         return upstream_error(self.name, response.status, message_of(body), kind_of(body), wait)
+
+
+class _IdleWatchdog:
+    """Closes a stream's response once no chunk came for ``idle_s``: one timer per stream,
+    re-armed only when it fires early. ``cancel`` drops the timer, so nothing is left in a
+    cycle holding the response (an idle process runs no full collection to free one)."""
+
+    __slots__ = ("_handle", "_idle_s", "_response", "fired", "last", "loop")
+
+    def __init__(self, response: aiohttp.ClientResponse, idle_s: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._response, self._idle_s = response, idle_s
+        self.last, self.fired = self.loop.time(), False
+        self._handle: asyncio.TimerHandle | None = self.loop.call_later(idle_s, self._check)
+
+    def _check(self) -> None:
+        idle = self.loop.time() - self.last
+        if idle >= self._idle_s:
+            self.fired, self._handle = True, None
+            self._response.close()
+        else:
+            self._handle = self.loop.call_later(self._idle_s - idle, self._check)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 def retry_after(value: str | None) -> float | None:
