@@ -10,7 +10,7 @@ Run from the repo root (about 5 minutes with the defaults; the machine is shared
 Servers, each its own process on a free 127.0.0.1 port: the fake OpenAI and Anthropic
 upstreams and the bare relay (``scripts/_bench_servers.py``), each chunk of a stream
 ``--chunk-ms`` after the one before (the fakes' ``slow_<ms>`` model word); the gateway, run by
-``scripts/_loadtest_upstream.py`` (``izzi-proxy serve`` plus a memory probe), on SQLite and the
+``scripts/_loadtest_gateway.py`` (``izzi-proxy serve`` plus a memory probe), on SQLite and the
 in-process limiter, or ``--postgres`` (a fresh database, dropped after) and ``--redis`` (a
 scratch database: its ``izzi:*`` keys are deleted first). ``--keys`` accounts, a key each, over
 config/plans.toml's plans and funded; all but ``--limited`` of them get overrides no load
@@ -51,7 +51,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from _bench_servers import Children
-from _loadtest_upstream import long_ms, postgres_db, start
+from _loadtest_gateway import long_ms, postgres_db, start
 from bench import children_of, cpu_seconds, percentile, print_rows
 
 WORDS = ("the", "gateway", "relays", "each", "streamed", "answer", "chunk", "by", "while", "limits", "run", "beside")
@@ -186,7 +186,7 @@ def fds(pid: int) -> int:
 
 
 async def probe(pid: int, path: Path | None, trim: bool = False) -> dict | None:
-    """The gateway's heap, from ``_loadtest_upstream.py`` (SIGUSR2: after gc.collect + malloc_trim)."""
+    """The gateway's heap, from ``_loadtest_gateway.py`` (SIGUSR2: after gc.collect + malloc_trim)."""
     if path is None:
         return None
     path.unlink(missing_ok=True)

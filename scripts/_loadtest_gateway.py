@@ -1,7 +1,7 @@
 """The servers of ``scripts/loadtest.py``: its config, keys and start-up (in the load test's
 process), and the gateway with a memory probe, run as its own process:
 
-    LOADTEST_PROBE=/tmp/probe.json python scripts/_loadtest_upstream.py serve --config C --port P --workers=1
+    LOADTEST_PROBE=/tmp/probe.json python scripts/_loadtest_gateway.py serve --config C --port P --workers=1
 
 The fake upstreams and the bare relay are ``scripts/_bench_servers.py``'s. The gateway here is
 ``izzi-proxy serve …`` unchanged, plus two signal handlers (they run on the main thread,
@@ -103,7 +103,7 @@ def start(children: Children, args, database_url: str) -> tuple[dict, dict, list
     env = {"LOADTEST_PROBE": str(probe_path), **dict(pair.split("=", 1) for pair in args.gateway_env)}
     if args.malloc_arena_max:
         env["MALLOC_ARENA_MAX"] = str(args.malloc_arena_max)
-    gateway = children.start("gateway", str(HERE / "_loadtest_upstream.py"), "serve", "--config", str(config),
+    gateway = children.start("gateway", str(HERE / "_loadtest_gateway.py"), "serve", "--config", str(config),
                              f"--port={gw}", "--workers=1", env=env)  # fmt: skip
     for name, port in (("upstream", up), ("anthropic", ant), ("bare", relay)):
         children.wait_ready(name, port)
