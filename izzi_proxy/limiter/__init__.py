@@ -21,6 +21,7 @@ gateway hosts sharing Redis need synchronised clocks (NTP), as any distributed l
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -79,7 +80,14 @@ def next_utc_midnight(now: float) -> float:
 
 
 def utc_day(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
+    """The UTC day of a timestamp, ``YYYYMMDD`` (POSIX days are 86,400 s: the day number
+    names it, so formatting runs once a day, not once per request)."""
+    return _day_name(int(now // 86400))
+
+
+@functools.lru_cache(maxsize=4)
+def _day_name(day: int) -> str:
+    return datetime.fromtimestamp(day * 86400, UTC).strftime("%Y%m%d")
 
 
 def gcra(tat: float, now: float, rpm: int) -> tuple[bool, float, float, int]:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from izzi_proxy.limiter import Limits, open_limiter
+from izzi_proxy.limiter import Limits, open_limiter, utc_day
 
 REDIS_URL = os.environ.get("IZZI_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC).timestamp()
@@ -125,3 +125,10 @@ async def test_block_expires(limiter, account) -> None:
 
     await asyncio.sleep(0.25)
     assert (await limiter.admit(account, limits, lease(), T0 + 0.25, TTL, ip=ip)).allowed
+
+
+def test_the_day_turns_at_midnight_utc() -> None:
+    midnight = 1_796_256_000.0  # 2026-12-03T00:00:00Z
+    assert utc_day(midnight - 0.001) == "20261202"
+    assert utc_day(midnight) == utc_day(midnight + 86399.999) == "20261203"
+    assert utc_day(midnight + 86400) == "20261204"
