@@ -342,7 +342,9 @@ class Ledger(Protocol):
         in), in one transaction; None if the hold was already settled (nothing written)."""
 
     async def checkpoint_holds(self, owner: str, progress: Sequence[Checkpoint], expires_at: float) -> None:
-        """Save the progress of the owner's holds and push their expiry to ``expires_at``."""
+        """Save the progress of these holds of the owner and push their expiry to
+        ``expires_at``. Only these: a hold the owner does not know of (its placing was cut
+        after the commit, so the request was refused) expires and is reconciled."""
 
     async def open_holds(self, account_id: int | None = None, expired_at: float | None = None) -> list[OpenHold]:
         """Open holds (of one account; or only those expired at that time), oldest first."""

@@ -485,13 +485,12 @@ class PostgresLedger:
         return Settled(charged, balance)
 
     async def checkpoint_holds(self, owner: str, progress: Sequence[Checkpoint], expires_at: float) -> None:
-        async with self._pool.acquire() as db, db.transaction():
-            await db.execute("UPDATE holds SET expires_at = $1 WHERE owner = $2", expires_at, owner)
-            if progress:
-                await db.executemany(
-                    "UPDATE holds SET cost = $1, input_tokens = $2, output_tokens = $3 WHERE id = $4 AND owner = $5",
-                    [(p.cost, p.input_tokens, p.output_tokens, p.hold_id, owner) for p in progress],
-                )
+        if progress:
+            await self._pool.executemany(
+                "UPDATE holds SET cost = $1, input_tokens = $2, output_tokens = $3, expires_at = $4"
+                " WHERE id = $5 AND owner = $6",
+                [(p.cost, p.input_tokens, p.output_tokens, expires_at, p.hold_id, owner) for p in progress],
+            )
 
     async def open_holds(self, account_id: int | None = None, expired_at: float | None = None) -> list[OpenHold]:
         where, args = _where(("account_id =", account_id), ("expires_at <=", expired_at))

@@ -495,10 +495,9 @@ def _settle(db: sqlite3.Connection, hold_id: int, cost: int, record: UsageRecord
 
 @transaction
 def _checkpoint(db: sqlite3.Connection, owner: str, progress: Sequence[Checkpoint], expires_at: float) -> None:
-    db.execute("UPDATE holds SET expires_at = ? WHERE owner = ?", (expires_at, owner))
     db.executemany(
-        "UPDATE holds SET cost = ?, input_tokens = ?, output_tokens = ? WHERE id = ? AND owner = ?",
-        [(p.cost, p.input_tokens, p.output_tokens, p.hold_id, owner) for p in progress],
+        "UPDATE holds SET cost = ?, input_tokens = ?, output_tokens = ?, expires_at = ? WHERE id = ? AND owner = ?",
+        [(p.cost, p.input_tokens, p.output_tokens, expires_at, p.hold_id, owner) for p in progress],
     )
 
 

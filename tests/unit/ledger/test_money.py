@@ -167,12 +167,14 @@ async def test_checkpoints_push_expiry_and_save_progress(ledger) -> None:
     acme = await funded(ledger, 1)
     mine = (await ledger.place_hold(ask(acme, 1000, "a", cost=10, owner="p1"), NONE, NOW)).hold_id
     theirs = (await ledger.place_hold(ask(acme, 1000, "b", cost=10, owner="p2"), NONE, NOW)).hold_id
+    # placed by p1, but the reply was lost: p1 refused that request and does not know the hold
+    orphan = (await ledger.place_hold(ask(acme, 1000, "c", cost=10, owner="p1"), NONE, NOW)).hold_id
     await ledger.checkpoint_holds("p1", [Checkpoint(mine, 250, 40, 30)], NOW + 600)
     held = {h.id: h for h in await ledger.open_holds(account_id=acme)}
     assert (held[mine].cost, held[mine].input_tokens, held[mine].output_tokens) == (250, 40, 30)
     assert held[mine].expires_at == NOW + 600 and held[theirs].expires_at == NOW + 60
     assert held[mine].detail == {"model": "m", "request_id": "a"}
-    assert [h.id for h in await ledger.open_holds(expired_at=NOW + 61)] == [theirs]
+    assert [h.id for h in await ledger.open_holds(expired_at=NOW + 61)] == [theirs, orphan]
 
 
 async def test_usage_summary(ledger) -> None:
