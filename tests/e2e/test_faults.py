@@ -120,8 +120,8 @@ async def until_no_degraded_answer_for(load: Load, quiet_s: float, within_s: flo
 
 async def records_of(database_url: str, account: str, request_ids: list[str]) -> list[str]:
     """The request ids that have no usage record (the books must balance, no hold open)."""
-    _, books, records = await books_of(database_url, account)
-    assert books == 0 or books > 0  # balance is exact: books_of compares it
+    balance, books, records = await books_of(database_url, account)
+    assert balance == books  # top-ups minus charges, to the micro-credit
     recorded = {r.request_id for r in records}
     return [rid for rid in request_ids if rid not in recorded]
 
@@ -207,7 +207,6 @@ async def test_postgres_gone_and_back_under_load(tmp_path: Path, own_database) -
             await asyncio.sleep(0.5)
             await take_away()
             await asyncio.sleep(1.5)
-            during = Counter(load.outcomes)
             await give_back()
             await asyncio.sleep(2.0)
             after = Counter(load.outcomes)
@@ -221,7 +220,6 @@ async def test_postgres_gone_and_back_under_load(tmp_path: Path, own_database) -
     assert set(load.outcomes) <= {"200", "503 service_unavailable"}, load.outcomes
     assert load.outcomes["503 service_unavailable"] > 0, "the outage was not felt"
     assert load.outcomes["200"] - after["200"] > 0, "requests were not served again after it"
-    assert during["200"] > 0 or after["200"] > during["200"]
     assert load.slowest_s < 5, "a request waited too long"
     # every answer, the refused ones too, has its record once the database is back
     assert await records_of(database_url, "acme", load.request_ids) == []
