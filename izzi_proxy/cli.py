@@ -96,15 +96,9 @@ def serve(config: Config, args: argparse.Namespace) -> int:
                 _worker_argv(args), count, config.server.shutdown_timeout_s + serving.SHUTDOWN_GRACE_S + serving.DRAIN_S
             ).run()
     try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:
-        loop_factory = None
-    try:
         app = create_app(config)
         app.on_startup.append(_freeze_heap)
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
+        with asyncio.Runner(loop_factory=serving.loop_factory()) as runner:
             runner.run(
                 serving.serve(
                     app,

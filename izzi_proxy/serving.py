@@ -33,6 +33,15 @@ SHUTDOWN_GRACE_S = 5.0  # what aiohttp waits beyond shutdown_timeout_s: time for
 DRAIN_S = 1.0  # at most: long enough for a busy client's next request, short for a deploy
 
 
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's event loop when it is installed, else asyncio's."""
+    try:
+        from uvloop import new_event_loop
+    except ImportError:
+        return asyncio.new_event_loop
+    return new_event_loop
+
+
 async def serve(
     app: web.Application,
     host: str,

@@ -128,9 +128,10 @@ class HTTPUpstream:
 
     async def _rest(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         watchdog = _IdleWatchdog(response, self._idle_s)
+        clock = watchdog.loop.time
         try:
             async for chunk in response.content.iter_any():
-                watchdog.last = watchdog.loop.time()
+                watchdog.last = clock()
                 yield chunk
         except (TimeoutError, aiohttp.ClientError) as exc:
             reason = f"sent nothing for {self._idle_s:g} s" if watchdog.fired else f"broke off the stream: {exc}"

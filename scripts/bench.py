@@ -46,6 +46,8 @@ from pathlib import Path
 import aiohttp
 from _bench_servers import Children, start_servers
 
+from izzi_proxy import serving
+
 TICK = os.sysconf("SC_CLK_TCK")
 WARMUP_S = 1.0
 CPU_TARGET, LATENCY_TARGET_MS = 2.0, 1.0
@@ -347,10 +349,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    try:
-        from uvloop import new_event_loop as loop_factory
-    except ImportError:
-        loop_factory = asyncio.new_event_loop
+    loop_factory = serving.loop_factory()
     loop_name = loop_factory.__module__.split(".")[0]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # runs the cleanup below
     with tempfile.TemporaryDirectory(prefix="izzi-bench-") as tmp:

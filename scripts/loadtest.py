@@ -54,6 +54,8 @@ from _bench_servers import Children
 from _loadtest_gateway import long_ms, postgres_db, start
 from bench import children_of, cpu_seconds, percentile, print_rows
 
+from izzi_proxy import serving
+
 WORDS = ("the", "gateway", "relays", "each", "streamed", "answer", "chunk", "by", "while", "limits", "run", "beside")
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
 
@@ -414,10 +416,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    try:
-        from uvloop import new_event_loop as loop_factory
-    except ImportError:
-        loop_factory = asyncio.new_event_loop
+    loop_factory = serving.loop_factory()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the servers inherit it
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # runs the cleanup below
