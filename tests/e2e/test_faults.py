@@ -295,7 +295,8 @@ async def test_a_slow_reader_is_backpressured_with_bounded_buffers(tmp_path: Pat
     async with gateway(config, tmp_path / "gateway.log") as (url, process):
         before = rss_kb(process.pid)
         body = {"model": "flood", "messages": HELLO, "stream": True}
-        # a small receive buffer, as a slow mobile client has: the kernel cannot hide the slowness
+        # a reader that takes 64 KB at a time and a small read buffer: what is not read stays in
+        # the socket buffers, and the gateway must stop reading its upstream
         connector = aiohttp.TCPConnector(force_close=True)
         async with (
             aiohttp.ClientSession(connector=connector, read_bufsize=4096) as session,
