@@ -47,7 +47,9 @@ class RedisLimiter:
         pool = BlockingConnectionPool.from_url(
             url, max_connections=pool_size, timeout=pool_timeout_s, socket_timeout=TIMEOUT_S,
             socket_connect_timeout=TIMEOUT_S, retry_on_timeout=False, health_check_interval=30,
-            decode_responses=True,
+            # once more on a fresh connection when a pooled one is dead (Redis restarted): else
+            # each of the pool's connections would fail one request before it is replaced
+            retry_on_error=[RedisConnectionError], decode_responses=True,
         )  # fmt: skip
         return cls(Redis.from_pool(pool))  # the client owns the pool: aclose closes its connections
 
