@@ -1,23 +1,30 @@
 """The shared limiter: several gateway processes, one Redis (``redis.asyncio``).
 
-Each admission is one atomic Lua script (``admit.lua``), so one round trip; releasing a
-lease is a second, after the answer has gone. Keys carry the account or IP and expire by
-themselves. Commands time out quickly (``TIMEOUT_S``) so an unreachable Redis never makes a
-request wait; what happens then is ``guard.py``'s policy. Connections come from a blocking
-pool of ``[storage] limiter_pool_size``: under a burst larger than the pool a call waits up
-to ``limiter_pool_timeout_s`` for one (a pool that refused at once would turn a busy,
-healthy Redis into failures); a call that waited that long raises ``LimiterBusy``.
+Each admission is one atomic Lua script (``admit.lua``); releasing a lease is a second
+command, after the answer has gone. The commands of one turn of the event loop, every
+request's together, go to Redis as one pipeline (``Pipelined``): one round trip and one
+socket write for all of them, instead of one each with its own connection from the pool.
+Keys carry the account or IP and expire by themselves. Commands time out quickly
+(``TIMEOUT_S``) so an unreachable Redis never makes a request wait; what happens then is
+``guard.py``'s policy. Connections come from a blocking pool of ``[storage]
+limiter_pool_size``: under a burst larger than the pool a call waits up to
+``limiter_pool_timeout_s`` for one (a pool that refused at once would turn a busy, healthy
+Redis into failures); a call that waited that long raises ``LimiterBusy``. A pipeline that
+fails (Redis down, a timeout) fails each of its calls, and each then gets the policy.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import secrets
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 
 from izzi_proxy.limiter import Decision, LimiterBusy, Limits, next_utc_midnight, utc_day
 
@@ -31,16 +38,89 @@ def _leases(account: str) -> str:
     return f"{PREFIX}acct:{account}:leases"
 
 
+def _sha(script: str) -> str:
+    """A Lua script's name for ``EVALSHA``."""
+    return hashlib.sha1(script.encode()).hexdigest()  # Redis's own naming, not for security
+
+
 def _keys(account: str, now: float, ip: str | None) -> list[str]:
     a = f"{PREFIX}acct:{account}"
     return [f"{a}:tat", _leases(account), f"{a}:day:{utc_day(now)}", f"{PREFIX}ip:{ip or '-'}:blocked"]
 
 
+class Pipelined:
+    """Commands sent together: those issued in one turn of the event loop go out at its end
+    as one pipeline (no MULTI: each command is atomic on its own, as a script is). Lua
+    scripts go by their SHA (``EVALSHA``); one Redis does not know yet (it restarted) is
+    loaded and its commands sent again."""
+
+    def __init__(self, client: Redis, scripts: dict[str, str]) -> None:
+        self._redis = client
+        self._scripts = scripts  # sha -> source
+        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def call(self, *command: Any) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        if not self._queue:
+            loop.call_soon(self._flush)
+        future = loop.create_future()
+        self._queue.append((command, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        task = asyncio.ensure_future(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        try:
+            results = await self._execute([command for command, _ in batch])
+            unknown = {c[1] for (c, _), r in zip(batch, results, strict=True) if isinstance(r, NoScriptError)}
+            if unknown:  # Redis restarted empty: load the scripts, then only those commands again
+                for sha in unknown:
+                    await self._redis.script_load(self._scripts[sha])
+                again = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+                for i, result in zip(again, await self._execute([batch[i][0] for i in again]), strict=True):
+                    results[i] = result
+        except BaseException as exc:  # the pipeline failed: each call fails, and gets the policy
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else RedisConnectionError(repr(exc)))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():  # its request was cancelled meanwhile
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        if len(commands) == 1:  # alone: no pipeline object to build
+            try:
+                return [await self._redis.execute_command(*commands[0])]
+            except NoScriptError as err:
+                return [err]
+        pipe = self._redis.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return await pipe.execute(raise_on_error=False)
+
+    async def aclose(self) -> None:
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+
 class RedisLimiter:
     def __init__(self, client: Redis) -> None:
         self._redis = client
-        self._admit = client.register_script((_HERE / "admit.lua").read_text())
-        self._auth_failed = client.register_script((_HERE / "auth_failed.lua").read_text())
+        admit, auth_failed = ((_HERE / name).read_text() for name in ("admit.lua", "auth_failed.lua"))
+        self._admit, self._auth_failed = _sha(admit), _sha(auth_failed)
+        self._pipe = Pipelined(client, {self._admit: admit, self._auth_failed: auth_failed})
 
     @classmethod
     async def open(cls, url: str, pool_size: int = 64, pool_timeout_s: float = 1.0) -> RedisLimiter:
@@ -69,7 +149,7 @@ class RedisLimiter:
         args = [int(now * 1000), limits.rpm, limits.concurrent, limits.daily, lease_id, int(lease_ttl_s * 1000),
                 int((midnight - now) * 1000) + 3_600_000, "1" if ip else "0", "1" if consume else "0"]  # fmt: skip
         allowed, reason, retry, left, reset, flying, today = await self._call(
-            self._admit(keys=_keys(account, now, ip), args=args)
+            self._pipe.call("EVALSHA", self._admit, 4, *_keys(account, now, ip), *args)
         )
         ok = allowed == "1"
         retry_s = midnight - now if reason == "daily" else float(retry) / 1000
@@ -85,18 +165,19 @@ class RedisLimiter:
         return await self._run(account, limits, now, ip, False)
 
     async def renew(self, account: str, lease_id: str, now: float, lease_ttl_s: float) -> None:
-        await self._call(self._redis.zadd(_leases(account), {lease_id: int((now + lease_ttl_s) * 1000)}, xx=True))
+        await self._call(self._pipe.call("ZADD", _leases(account), "XX", int((now + lease_ttl_s) * 1000), lease_id))
 
     async def release(self, account: str, lease_id: str) -> None:
-        await self._call(self._redis.zrem(_leases(account), lease_id))
+        await self._call(self._pipe.call("ZREM", _leases(account), lease_id))
 
     async def auth_failed(self, ip: str, now: float, max_failures: int, window_s: float, block_s: float) -> float:
         keys = [f"{PREFIX}ip:{ip}:failures", f"{PREFIX}ip:{ip}:blocked"]
         args = [int(now * 1000), max_failures, int(window_s * 1000), int(block_s * 1000), secrets.token_hex(6)]
-        return int(await self._call(self._auth_failed(keys=keys, args=args))) / 1000
+        return int(await self._call(self._pipe.call("EVALSHA", self._auth_failed, 2, *keys, *args))) / 1000
 
     async def ping(self) -> None:
         await self._call(self._redis.ping())
 
     async def aclose(self) -> None:
+        await self._pipe.aclose()
         await self._redis.aclose()
