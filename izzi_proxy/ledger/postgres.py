@@ -8,13 +8,18 @@ processes starting together migrate once. Found keys are remembered for ``key_ca
 as on SQLite; usage records arrive in batches, each one ``executemany`` in one transaction.
 
 Holds, extensions and settlements are server-side functions (``izzi_hold``, ``izzi_extend``,
-``izzi_settle``, created by the migrations): each is one round trip that locks the
-account's row first and reads its spend after the lock, so they are atomic across every
-process and host, and only requests of one account ever wait for each other.
+``izzi_settle``, created by the migrations): each locks the account's row first and reads
+its spend after the lock, so they are atomic across every process and host, and only
+requests of one account ever wait for each other. The holds placed in one turn of the event
+loop go as one statement (``batching.PerTurn``: one round trip, one commit), and so do the
+settlements, each with its usage record; a statement locks its accounts in id order, so two
+never wait for each other in a cycle. A statement refused for what one of them holds (bad
+data, a deadlock with another writer) is tried again one by one, so only that one fails.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from collections.abc import Sequence
@@ -22,6 +27,7 @@ from collections.abc import Sequence
 import asyncpg
 import orjson
 
+from izzi_proxy.batching import PerTurn
 from izzi_proxy.ledger import (
     Account,
     AlreadyExists,
@@ -291,6 +297,41 @@ def _settle_sql() -> str:
 
 
 _SETTLE = _settle_sql()
+
+# Several holds in one statement, in the order given (the accounts' id order): their results
+# by position (n).
+_HOLD_ARGS = ("bigint", "text", "bigint", "bigint", "text", "float8", "float8", "text", "bigint", "bigint",
+              "bigint", "integer")  # fmt: skip
+_HOLDS = (
+    "SELECT t.n, h.* FROM unnest("
+    + ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(_HOLD_ARGS, 1))
+    + f") WITH ORDINALITY AS t({', '.join(f'a{i}' for i in range(len(_HOLD_ARGS)))}, n)"
+    + f" CROSS JOIN LATERAL izzi_hold({', '.join(f't.a{i}' for i in range(len(_HOLD_ARGS)))}) AS h"
+)
+
+
+def _settles_sql() -> str:
+    """Several settlements and their records in one statement (as ``_settle_sql``)."""
+    columns = [name for name in USAGE_COLUMNS if name not in _CHARGED]
+    kinds = ["bigint", "bigint", "bigint", "integer"] + [_TYPES.get(name, "text") for name in columns]
+    arrays = ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(kinds, 1))
+    values = [
+        "s.o_charged" if name == "cost" else "s.p_cost - s.o_charged" if name == "unbilled" else f"s.{name}"
+        for name in USAGE_COLUMNS
+    ]
+    return (
+        f"WITH t AS (SELECT * FROM unnest({arrays}) WITH ORDINALITY"
+        f" AS t(p_hold, p_cost, p_bucket, p_month, {', '.join(columns)}, n)),"
+        " s AS MATERIALIZED (SELECT t.*, x.o_found, x.o_charged, x.o_balance FROM t"
+        " CROSS JOIN LATERAL izzi_settle(t.p_hold, t.p_cost, t.p_bucket, t.p_month) AS x),"
+        f" r AS (INSERT INTO usage_records ({', '.join(USAGE_COLUMNS)}) SELECT {', '.join(values)} FROM s"
+        " WHERE s.o_found) SELECT n, o_found, o_charged, o_balance FROM s"
+    )
+
+
+_SETTLES = _settles_sql()
+# What fails a whole statement without saying anything of its items: not tried one by one.
+_WHOLE_FAILURES = (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError)
 _GROUPS = {
     "day": "to_char(to_timestamp(u.started_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     "model": "COALESCE(u.model, '-')",
@@ -298,6 +339,16 @@ _GROUPS = {
     "account": "COALESCE(a.name, '-')",
     "upstream": "COALESCE(u.upstream, '-')",
 }
+
+
+def _hold_args(ask: HoldAsk, limits: SpendLimits, now: float) -> tuple:
+    return (ask.account_id, ask.request_id, ask.amount, ask.cost, ask.owner, now, ask.expires_at, _json(ask.detail),
+            limits.window, window_start(now), limits.month, month_of(now))  # fmt: skip
+
+
+async def _one_by_one(call, asks: list[tuple]) -> list:
+    """Each call on its own (its own statement): the result of each, or what it raised."""
+    return list(await asyncio.gather(*(call(*ask) for ask in asks), return_exceptions=True))
 
 
 def _json(value: object | None) -> str | None:
@@ -328,6 +379,8 @@ class PostgresLedger:
     def __init__(self, pool: asyncpg.Pool, key_cache_s: float = 0.0) -> None:
         self._pool = pool
         self._keys = KeyCache(key_cache_s)
+        self._holds: PerTurn[tuple[HoldAsk, SpendLimits, float], HoldResult] = PerTurn(self._place_holds)
+        self._settles: PerTurn[tuple[int, int, UsageRecord, float], Settled | None] = PerTurn(self._settle_many)
 
     @classmethod
     async def open(cls, url: str, key_cache_s: float = 0.0) -> PostgresLedger:
@@ -360,6 +413,8 @@ class PostgresLedger:
         await self._pool.fetchval("SELECT 1")
 
     async def aclose(self) -> None:
+        await self._holds.aclose()
+        await self._settles.aclose()
         await self._pool.close()
 
     # accounts
@@ -472,12 +527,28 @@ class PostgresLedger:
     # money
 
     async def place_hold(self, ask: HoldAsk, limits: SpendLimits, now: float) -> HoldResult:
+        return await self._holds.call((ask, limits, now))
+
+    async def _place_hold(self, ask: HoldAsk, limits: SpendLimits, now: float) -> HoldResult:
         row = await self._pool.fetchrow(
-            "SELECT * FROM izzi_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            ask.account_id, ask.request_id, ask.amount, ask.cost, ask.owner, now, ask.expires_at,
-            _json(ask.detail), limits.window, window_start(now), limits.month, month_of(now),
-        )  # fmt: skip
+            "SELECT * FROM izzi_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)", *_hold_args(ask, limits, now)
+        )
         return HoldResult(*tuple(row))
+
+    async def _place_holds(self, asks: list[tuple[HoldAsk, SpendLimits, float]]) -> list[HoldResult | Exception]:
+        if len(asks) == 1:
+            return [await self._place_hold(*asks[0])]
+        order = sorted(range(len(asks)), key=lambda i: asks[i][0].account_id)
+        try:
+            rows = await self._pool.fetch(_HOLDS, *zip(*(_hold_args(*asks[i]) for i in order), strict=True))
+        except asyncpg.PostgresError as err:
+            if isinstance(err, _WHOLE_FAILURES):
+                raise
+            return await _one_by_one(self._place_hold, asks)
+        results: list[HoldResult | Exception] = [None] * len(asks)  # type: ignore[list-item]
+        for row in rows:
+            results[order[row[0] - 1]] = HoldResult(*tuple(row)[1:])
+        return results
 
     async def extend_hold(self, hold_id: int, want: int, need: int, limits: SpendLimits, now: float) -> int:
         return await self._pool.fetchval(
@@ -486,6 +557,9 @@ class PostgresLedger:
         )  # fmt: skip
 
     async def settle(self, hold_id: int, cost: int, record: UsageRecord, now: float) -> Settled | None:
+        return await self._settles.call((hold_id, cost, record, now))
+
+    async def _settle(self, hold_id: int, cost: int, record: UsageRecord, now: float) -> Settled | None:
         row = usage_row(record)
         found, charged, balance = await self._pool.fetchrow(
             _SETTLE, hold_id, cost, bucket_of(now), month_of(now), *(row[i] for i in _RECORD_AT)
@@ -494,6 +568,29 @@ class PostgresLedger:
             return None
         record.cost, record.unbilled = charged, cost - charged
         return Settled(charged, balance)
+
+    async def _settle_many(self, asks: list[tuple[int, int, UsageRecord, float]]) -> list[Settled | Exception | None]:
+        if len(asks) == 1:
+            return [await self._settle(*asks[0])]
+        order = sorted(range(len(asks)), key=lambda i: asks[i][2].account_id or 0)
+        args = []
+        for i in order:
+            hold_id, cost, record, now = asks[i]
+            row = usage_row(record)
+            args.append((hold_id, cost, bucket_of(now), month_of(now), *(row[j] for j in _RECORD_AT)))
+        try:
+            rows = await self._pool.fetch(_SETTLES, *zip(*args, strict=True))
+        except asyncpg.PostgresError as err:
+            if isinstance(err, _WHOLE_FAILURES):
+                raise
+            return await _one_by_one(self._settle, asks)
+        results: list[Settled | Exception | None] = [None] * len(asks)
+        for n, found, charged, balance in rows:
+            _, cost, record, _ = asks[order[n - 1]]
+            if found:
+                record.cost, record.unbilled = charged, cost - charged
+                results[order[n - 1]] = Settled(charged, balance)
+        return results
 
     async def checkpoint_holds(self, owner: str, progress: Sequence[Checkpoint], expires_at: float) -> None:
         if progress:

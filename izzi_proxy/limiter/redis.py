@@ -26,6 +26,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
+from izzi_proxy.batching import PerTurn
 from izzi_proxy.limiter import Decision, LimiterBusy, Limits, next_utc_midnight, utc_day
 
 T = TypeVar("T")
@@ -50,54 +51,27 @@ def _keys(account: str, now: float, ip: str | None) -> list[str]:
 
 class Pipelined:
     """Commands sent together: those issued in one turn of the event loop go out at its end
-    as one pipeline (no MULTI: each command is atomic on its own, as a script is). Lua
-    scripts go by their SHA (``EVALSHA``); one Redis does not know yet (it restarted) is
-    loaded and its commands sent again."""
+    as one pipeline (``batching.PerTurn``; no MULTI: each command is atomic on its own, as a
+    script is). Lua scripts go by their SHA (``EVALSHA``); one Redis does not know yet (it
+    restarted) is loaded and its commands sent again."""
 
     def __init__(self, client: Redis, scripts: dict[str, str]) -> None:
         self._redis = client
         self._scripts = scripts  # sha -> source
-        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._sending: set[asyncio.Task[None]] = set()
+        self._turn: PerTurn[tuple[Any, ...], Any] = PerTurn(self._send)
 
     def call(self, *command: Any) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        if not self._queue:
-            loop.call_soon(self._flush)
-        future = loop.create_future()
-        self._queue.append((command, future))
-        return future
+        return self._turn.call(command)
 
-    def _flush(self) -> None:
-        batch, self._queue = self._queue, []
-        task = asyncio.ensure_future(self._send(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-
-    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
-        try:
-            results = await self._execute([command for command, _ in batch])
-            unknown = {c[1] for (c, _), r in zip(batch, results, strict=True) if isinstance(r, NoScriptError)}
-            if unknown:  # Redis restarted empty: load the scripts, then only those commands again
-                for sha in unknown:
-                    await self._redis.script_load(self._scripts[sha])
-                again = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-                for i, result in zip(again, await self._execute([batch[i][0] for i in again]), strict=True):
-                    results[i] = result
-        except BaseException as exc:  # the pipeline failed: each call fails, and gets the policy
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception) else RedisConnectionError(repr(exc)))
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():  # its request was cancelled meanwhile
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+    async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        results = await self._execute(commands)
+        again = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if again:  # Redis restarted empty: load the scripts, then send only those commands again
+            for sha in {commands[i][1] for i in again}:
+                await self._redis.script_load(self._scripts[sha])
+            for i, result in zip(again, await self._execute([commands[i] for i in again]), strict=True):
+                results[i] = result
+        return results
 
     async def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         if len(commands) == 1:  # alone: no pipeline object to build
@@ -111,8 +85,7 @@ class Pipelined:
         return await pipe.execute(raise_on_error=False)
 
     async def aclose(self) -> None:
-        if self._sending:
-            await asyncio.gather(*self._sending, return_exceptions=True)
+        await self._turn.aclose()
 
 
 class RedisLimiter:
