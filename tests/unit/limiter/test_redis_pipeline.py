@@ -12,6 +12,8 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from izzi_proxy.limiter import Limits, open_limiter
+from izzi_proxy.limiter.guard import GuardedLimiter
+from izzi_proxy.limiter.leases import LeaseKeeper
 from izzi_proxy.limiter.redis import RedisLimiter
 
 from .test_limiters import REDIS_URL, T0, TTL
@@ -91,3 +93,18 @@ async def test_a_failed_pipeline_fails_each_of_its_calls_at_once() -> None:
     finally:
         await limiter.aclose()
     assert len(results) == 6 and all(isinstance(r, RedisConnectionError) for r in results), results
+
+
+async def test_the_lease_keeper_renews_every_lease_in_one_round_trip(redis_limiter) -> None:
+    account = "renew-" + secrets.token_hex(6)
+    limits = Limits(rpm=1000, concurrent=100, daily=10_000)
+    keeper = LeaseKeeper(GuardedLimiter(redis_limiter, "open"), TTL)
+    for _ in range(40):
+        lease_id = keeper.new_id()
+        assert (await redis_limiter.admit(account, limits, lease_id, T0, TTL)).allowed
+        keeper.hold(account, lease_id)
+    sizes = count_round_trips(redis_limiter)
+    await keeper.renew_all(T0 + 20)
+    assert sizes == [40]
+    # renewed until T0 + 50: all 40 still in flight at T0 + 40, when unrenewed ones would be gone
+    assert (await redis_limiter.peek(account, limits, T0 + 40)).in_flight == 40
