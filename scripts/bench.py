@@ -1,10 +1,10 @@
 """Benchmark: what the Izzi Gateway costs on top of a bare aiohttp relay.
 
-Run from the repo root (about 3 minutes with the defaults):
+Run from the repo root (about 5 minutes with the defaults):
 
     .venv/bin/python scripts/bench.py [--seconds 5] [--chunks 20] [--concurrency 1,64]
                                       [--scenarios plain,stream] [--no-direct] [--json out.json]
-                                      [--redis URL] [--postgres URL] [--workers N]
+                                      [--redis URL] [--postgres URL] [--workers N] [--targets a,b]
 
 One run starts its servers (``scripts/_bench_servers.py``), each its own process on a free
 127.0.0.1 port, with uvloop when installed: the fake OpenAI and Anthropic upstreams
@@ -285,7 +285,9 @@ def compare(
     bare = {(r.scenario, r.concurrency): r for r in results if r.target == base_target}
     rows = []
     for gw in (r for r in results if r.target == target):
-        base = bare[gw.scenario, gw.concurrency]
+        base = bare.get((gw.scenario, gw.concurrency))
+        if base is None:  # --targets left it out
+            continue
         cpu_ratio = gw.server_cpu_ms_per_req / max(base.server_cpu_ms_per_req, 1e-9)
         added = gw.p50_ms - base.p50_ms if gw.concurrency == 1 else None
         rows.append({
