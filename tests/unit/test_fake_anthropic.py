@@ -245,7 +245,9 @@ async def test_in_stream_error(client: Client, after: int) -> None:
 async def test_cut_abort_and_disconnect(client: Client, server: TestServer) -> None:
     cut = await events(client, model="claude-cut_after_2")
     assert [e.type for e in cut][-3:] == ["content_block_start", "content_block_delta", "content_block_delta"]
-    with pytest.raises(httpx2.RemoteProtocolError):  # the SDK does not wrap transport errors mid-stream
+    # the cut connection: the SDK wraps it when it happens inside its own read of the body, and
+    # not when it surfaces in the SSE decoder's iteration (which one depends on the timing)
+    with pytest.raises((httpx2.RemoteProtocolError, anthropic.APIConnectionError)):
         await events(client, model="claude-abort_after_2")
     stream = await client.messages.create(**params(model="claude-slow_50"), stream=True)
     assert (await anext(aiter(stream))).type == "message_start"
