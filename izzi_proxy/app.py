@@ -50,6 +50,7 @@ from izzi_proxy.middleware import body
 from izzi_proxy.middleware.metering import add_cost_headers
 from izzi_proxy.middleware.rate_limit import add_rate_headers
 from izzi_proxy.middleware.request_log import add_request_id
+from izzi_proxy.payments import api as payments_api
 from izzi_proxy.providers import Registry, build_upstreams, registry
 from izzi_proxy.router import Router
 
@@ -69,6 +70,7 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
     app.cleanup_ctx.append(_ledger)
     app.cleanup_ctx.append(_limiter)
     app.cleanup_ctx.append(responses_api.purge_expired)
+    app.cleanup_ctx.append(payments_api.open_payments)
     app[STREAMS] = set()
     app[METRICS] = metrics.Metrics()
     app[BLOCKED_IPS] = {}
@@ -98,6 +100,7 @@ def create_app(config: Config, *, providers: Registry = registry) -> web.Applica
     app.router.add_get("/v1beta/models", models_api.list_gemini_models)
     app.router.add_get("/v1beta/models/{model:[^/:]+}", models_api.get_gemini_model)
     admin_api.add_routes(app)
+    payments_api.add_routes(app)
     dashboard.setup(app, config)
     app.router.add_get("/healthz", handlers.health)
     app.router.add_get("/readyz", handlers.ready)

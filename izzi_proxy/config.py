@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 from izzi_proxy.catalog import TIERS, Catalog
 from izzi_proxy.catalog_config import load_catalog
 from izzi_proxy.config_reader import ConfigError, Reader, Secret, read_toml, table_of
+from izzi_proxy.payments import PaymentConfig
+from izzi_proxy.pricing import MICRO, AmountError, percent_of, to_micro
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "izzi.toml"
 
@@ -129,6 +131,17 @@ class BillingConfig:
     hold_ttl_s: float = 120.0  # a hold not checkpointed for this long (its process died) is settled
 
 
+@dataclass(frozen=True, slots=True)
+class PaymentsConfig:
+    """Top-ups through payment providers (``payments/``)."""
+
+    providers: Mapping[str, PaymentConfig] = field(default_factory=lambda: MappingProxyType({}))
+    bonus: tuple[tuple[int, str], ...] = ()  # (from µcr paid, percent), ascending: the highest step reached applies
+    invoice_ttl_s: float = 3600.0  # an unpaid top-up expires after this (unless the provider says sooner)
+    min_credits: int = 1 * MICRO  # the smallest top-up a user may start
+    max_credits: int = 10_000 * MICRO  # the largest
+
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -153,6 +166,7 @@ class Config:
     billing: BillingConfig = BillingConfig()
     routing: RoutingConfig = RoutingConfig()
     path: Path | None = None
+    payments: PaymentsConfig = PaymentsConfig()
 
     def with_mock_upstreams(self) -> Config:
         """Every upstream replaced by the in-process mock: try the gateway with no account."""
@@ -178,7 +192,7 @@ class Config:
                 return [plain(v) for v in value]
             if isinstance(value, frozenset):
                 return sorted(value)
-            if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network | Path):
                 return str(value)
             return value
 
@@ -189,6 +203,7 @@ class Config:
             "limits": plain(self.limits),
             "ip_block": plain(self.ip_block),
             "billing": plain(self.billing),
+            "payments": plain(self.payments),
             "models": {entry.id: plain(entry) for entry in self.catalog},
         }
 
@@ -200,7 +215,7 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
     doc = read_toml(path)
 
     top = Reader(path, "", doc, env)
-    for name in ("server", "storage", "upstreams", "catalog", "limits", "ip_block", "billing", "routing"):
+    for name in ("server", "storage", "upstreams", "catalog", "limits", "ip_block", "billing", "routing", "payments"):
         table_of(path, name, top.raw(name))
     top.reject_unknown()
 
@@ -222,7 +237,47 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
     ip_block = _ip_block(Reader(path, "ip_block", table_of(path, "ip_block", doc.get("ip_block")), env))
     billing = _billing(Reader(path, "billing", table_of(path, "billing", doc.get("billing")), env))
     routing = _routing(Reader(path, "routing", table_of(path, "routing", doc.get("routing")), env))
-    return Config(server, storage, MappingProxyType(upstreams), catalog, limits, ip_block, billing, routing, path)
+    payments = _payments(Reader(path, "payments", table_of(path, "payments", doc.get("payments")), env), server)
+    return Config(server, storage, MappingProxyType(upstreams), catalog, limits, ip_block, billing, routing, path,
+                  payments)  # fmt: skip
+
+
+def _payments(r: Reader, server: ServerConfig) -> PaymentsConfig:
+    d = PaymentsConfig()
+    steps = []
+    for i, step in enumerate(r.get("bonus", list, [])):
+        if not isinstance(step, Mapping) or set(step) != {"from", "percent"}:
+            raise r.error(f"bonus[{i}]", "write { from = 50, percent = 10 } (credits paid, percent added)")
+        try:
+            steps.append((to_micro(step["from"]), str(step["percent"])))
+            percent_of(MICRO, str(step["percent"]))
+        except AmountError as err:
+            raise r.error(f"bonus[{i}]", str(err)) from None
+    if [s for s, _ in steps] != sorted({s for s, _ in steps}):
+        raise r.error("bonus", "steps go from the smallest amount to the largest, each amount once")
+    low = r.get("min_credits", (int, float), d.min_credits / MICRO)
+    high = r.get("max_credits", (int, float), d.max_credits / MICRO)
+    if not 0 < low <= high:
+        raise r.error("min_credits", f"must be more than 0 and at most max_credits ({high})")
+    providers = {}
+    table = r.sub("providers")
+    for name in table.table:
+        sub = table.sub(name)
+        kind = sub.required("kind", str)
+        options = {}
+        for key, value in sub.rest().items():
+            is_secret = isinstance(value, str) and value.startswith("env:")
+            options[key] = sub.secret(key) if is_secret else sub.raw(key)
+        providers[name] = PaymentConfig(name, kind, MappingProxyType(options), server.public_url, r.file)
+    config = PaymentsConfig(
+        providers=MappingProxyType(providers),
+        bonus=tuple(steps),
+        invoice_ttl_s=r.positive("invoice_ttl_minutes", d.invoice_ttl_s / 60) * 60,
+        min_credits=to_micro(low),
+        max_credits=to_micro(high),
+    )
+    r.reject_unknown()
+    return config
 
 
 def _billing(r: Reader) -> BillingConfig:

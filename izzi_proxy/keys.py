@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from izzi_proxy.limiter import Limiter
     from izzi_proxy.limiter.leases import LeaseKeeper
     from izzi_proxy.metrics import Metrics
+    from izzi_proxy.payments.flow import Payments
     from izzi_proxy.router import Router
 
 
@@ -48,6 +49,7 @@ LEASES: web.AppKey[LeaseKeeper] = web.AppKey("izzi.leases")
 BLOCKED_IPS: web.AppKey[dict[str, float]] = web.AppKey("izzi.blocked_ips")  # ip -> blocked until (epoch s)
 BILLING: web.AppKey[Billing] = web.AppKey("izzi.billing")
 LOAD: web.AppKey[Load] = web.AppKey("izzi.load")  # what is in flight, for the gateway-wide caps
+PAYMENTS: web.AppKey[Payments] = web.AppKey("izzi.payments")
 SESSIONS: web.AppKey[Sessions] = web.AppKey("izzi.sessions")  # the dashboard's sign-ins
 RECENT_ERRORS: web.AppKey[deque[dict[str, object]]] = web.AppKey("izzi.recent_errors")  # this process's last errors
 

@@ -253,7 +253,7 @@ class CreditEntry:
     account_id: int
     amount: int  # µcr credited, bonus included
     bonus: int  # the part of it that is a bonus
-    kind: str  # topup
+    kind: str  # topup, bonus
     note: str | None
     idempotency_key: str | None
     created_at: float
@@ -261,6 +261,53 @@ class CreditEntry:
 
 class IdempotencyConflict(Exception):
     """An idempotency key already used for a different top-up."""
+
+
+PAYMENT_STATES = ("created", "pending", "paid", "credited", "failed", "expired", "unmatched", "refunded")
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """A top-up paid through a payment provider (``payments/flow.py`` moves it along).
+
+    ``credits`` is what the user asked for, ``paid`` what the provider says arrived (µcr),
+    ``bonus`` the bonus on it, ``credited`` what the ledger's credit entries for it add up to.
+    An ``unmatched`` payment is money that arrived with no reference we know: no account yet.
+    """
+
+    id: str  # the reference: IZ + 10 characters (UM + 10 for money that matched nothing)
+    provider: str  # the [payments.providers.<name>] it went through
+    account_id: int | None
+    state: str  # one of PAYMENT_STATES
+    credits: int
+    currency: str  # of amount
+    amount: str  # what the user pays, in that currency
+    created_at: float
+    updated_at: float
+    expires_at: float | None = None
+    paid: int | None = None
+    bonus: int = 0
+    credited: int = 0
+    external_id: str | None = None
+    pay_url: str | None = None
+    paid_by: str | None = None  # the event id of the confirmation that paid it
+    detail: str | None = None  # the latest word on it (a provider status, an operator's note)
+    details: dict = field(default_factory=dict)  # the invoice's details shown to the user
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentEvent:
+    """One notification received about a payment (or matching none), and what it did."""
+
+    id: int
+    provider: str
+    event_id: str | None  # the provider's id of the notification (None: rejected before it was read)
+    payment_id: str | None
+    status: str  # what it said (pending, paid, …; "rejected")
+    outcome: str  # applied, unchanged, unmatched, rejected
+    detail: str | None
+    received_at: float
+    body: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,14 +410,49 @@ class Ledger(Protocol):
         note: str | None = None,
         idempotency_key: str | None = None,
         now: float | None = None,
+        kind: str = "topup",
     ) -> tuple[CreditEntry, bool]:
-        """Credit ``amount + bonus`` µcr; the entry and whether it is new (a repeated
-        idempotency key returns the first entry; one with other figures raises
-        IdempotencyConflict)."""
+        """Credit ``amount + bonus`` µcr as an entry of ``kind`` (``topup``, or ``bonus`` for a
+        payment's bonus); the entry and whether it is new (a repeated idempotency key returns
+        the first entry; one with other figures raises IdempotencyConflict)."""
 
     async def credit_entries(self, account_id: int | None = None) -> list[CreditEntry]: ...
     async def purge_spend(self, now: float) -> None:
         """Forget 5-minute buckets that have left the window."""
+
+    # payments
+
+    async def create_payment(self, payment: Payment) -> bool:
+        """Store a new payment; False (nothing written) when one with its id exists."""
+
+    async def get_payment(self, payment_id: str) -> Payment | None: ...
+    async def list_payments(
+        self, account_id: int | None = None, state: str | None = None, limit: int = 100
+    ) -> list[Payment]:
+        """Newest first."""
+
+    async def move_payment(
+        self, payment_id: str, to: str, whence: Sequence[str], now: float, **changes: object
+    ) -> Payment | None:
+        """Set the state to ``to`` (and the ``changes``: account_id, paid, bonus, credited,
+        paid_by, detail, external_id) only when the state is one of ``whence``, atomically:
+        the payment after, or None when it was in no such state (or does not exist)."""
+
+    async def record_payment_event(
+        self,
+        provider: str,
+        event_id: str | None,
+        payment_id: str | None,
+        status: str,
+        outcome: str,
+        detail: str | None,
+        body: dict,
+        now: float,
+    ) -> bool:
+        """Keep a notification; False when its (provider, event_id) was kept before."""
+
+    async def payment_events(self, payment_id: str | None = None, limit: int = 100) -> list[PaymentEvent]:
+        """Oldest first for one payment; newest first for all (``None``)."""
 
     async def store_response(self, stored: StoredResponse) -> None: ...
     async def get_response(self, account_id: int, response_id: str) -> StoredResponse | None:

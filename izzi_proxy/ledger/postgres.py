@@ -52,6 +52,7 @@ from izzi_proxy.ledger import (
     visible_prefix,
     window_start,
 )
+from izzi_proxy.ledger.payments_sql import PostgresPayments
 from izzi_proxy.ledger.rows import (
     ACCOUNT_COLUMNS,
     CREDIT_COLUMNS,
@@ -265,6 +266,43 @@ MIGRATIONS = (
         END IF;
     END $fn$;
     """,
+    """
+    CREATE TABLE payments (
+        id          TEXT PRIMARY KEY,
+        provider    TEXT NOT NULL,
+        account_id  BIGINT REFERENCES accounts(id),
+        state       TEXT NOT NULL,
+        credits     BIGINT NOT NULL,
+        currency    TEXT NOT NULL,
+        amount      TEXT NOT NULL,
+        created_at  DOUBLE PRECISION NOT NULL,
+        updated_at  DOUBLE PRECISION NOT NULL,
+        expires_at  DOUBLE PRECISION,
+        paid        BIGINT,
+        bonus       BIGINT NOT NULL DEFAULT 0,
+        credited    BIGINT NOT NULL DEFAULT 0,
+        external_id TEXT,
+        pay_url     TEXT,
+        paid_by     TEXT,
+        detail      TEXT,
+        details     TEXT
+    );
+    CREATE INDEX payments_account ON payments (account_id, created_at);
+    CREATE INDEX payments_state ON payments (state, expires_at);
+    CREATE TABLE payment_events (
+        id          BIGSERIAL PRIMARY KEY,
+        provider    TEXT NOT NULL,
+        event_id    TEXT,
+        payment_id  TEXT,
+        status      TEXT NOT NULL,
+        outcome     TEXT NOT NULL,
+        detail      TEXT,
+        received_at DOUBLE PRECISION NOT NULL,
+        body        TEXT,
+        UNIQUE (provider, event_id)
+    );
+    CREATE INDEX payment_events_payment ON payment_events (payment_id, id);
+    """,
 )
 
 _INSERT_USAGE = (
@@ -375,7 +413,7 @@ async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
     ledger's round trips on the request path."""
 
 
-class PostgresLedger:
+class PostgresLedger(PostgresPayments):
     def __init__(self, pool: asyncpg.Pool, key_cache_s: float = 0.0) -> None:
         self._pool = pool
         self._keys = KeyCache(key_cache_s)
@@ -636,6 +674,7 @@ class PostgresLedger:
         note: str | None = None,
         idempotency_key: str | None = None,
         now: float | None = None,
+        kind: str = "topup",
     ) -> tuple[CreditEntry, bool]:
         when = time.time() if now is None else now
         async with self._pool.acquire() as db, db.transaction():
@@ -643,9 +682,9 @@ class PostgresLedger:
                 raise LookupError(f"no account with id {account_id}")
             row = await db.fetchrow(
                 "INSERT INTO credit_entries (account_id, amount, bonus, kind, note, idempotency_key, created_at)"
-                " VALUES ($1, $2, $3, 'topup', $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING"
+                " VALUES ($1, $2, $3, $7, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING"
                 f" RETURNING {CREDIT_COLUMNS}",
-                account_id, amount + bonus, bonus, note, idempotency_key, when,
+                account_id, amount + bonus, bonus, note, idempotency_key, when, kind,
             )  # fmt: skip
             if row is not None:
                 await db.execute("UPDATE accounts SET balance = balance + $1 WHERE id = $2", amount + bonus, account_id)
@@ -653,7 +692,7 @@ class PostgresLedger:
             entry = credit_of(tuple(await db.fetchrow(
                 f"SELECT {CREDIT_COLUMNS} FROM credit_entries WHERE idempotency_key = $1", idempotency_key
             )))  # fmt: skip
-        if (entry.account_id, entry.amount, entry.bonus) != (account_id, amount + bonus, bonus):
+        if (entry.account_id, entry.amount, entry.bonus, entry.kind) != (account_id, amount + bonus, bonus, kind):
             raise IdempotencyConflict(f"the idempotency key {idempotency_key!r} was used for another top-up")
         return entry, False
 

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from izzi_proxy.canonical import Usage
-from izzi_proxy.ledger import Account, ApiKey, CreditEntry, OpenHold, UsageRecord
+from izzi_proxy.ledger import Account, ApiKey, CreditEntry, OpenHold, Payment, PaymentEvent, UsageRecord
 
 KEY_COLUMNS = """k.id, k.account_id, a.name, a.plan, k.name, k.prefix, k.created_at,
                   k.expires_at, k.revoked_at, a.overrides, k.allow, k.key_hash"""
@@ -73,3 +73,27 @@ def credit_of(row: tuple) -> CreditEntry:
 SUMMARY_COLUMNS = """COUNT(*), SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END), SUM(input_tokens),
     SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(cost),
     SUM(unbilled)"""
+
+
+PAYMENT_COLUMNS = (
+    "id, provider, account_id, state, credits, currency, amount, created_at, updated_at, expires_at, paid, bonus,"
+    " credited, external_id, pay_url, paid_by, detail, details"
+)
+PAYMENT_CHANGES = frozenset({"account_id", "paid", "bonus", "credited", "paid_by", "detail", "external_id"})
+EVENT_COLUMNS = "id, provider, event_id, payment_id, status, outcome, detail, received_at, body"
+
+
+def payment_of(row: tuple) -> Payment:
+    return Payment(*row[:17], details=orjson.loads(row[17]) if row[17] else {})
+
+
+def payment_row(p: Payment) -> tuple:
+    return (
+        p.id, p.provider, p.account_id, p.state, p.credits, p.currency, p.amount, p.created_at, p.updated_at,
+        p.expires_at, p.paid, p.bonus, p.credited, p.external_id, p.pay_url, p.paid_by, p.detail,
+        orjson.dumps(p.details).decode() if p.details else None,
+    )  # fmt: skip
+
+
+def event_of(row: tuple) -> PaymentEvent:
+    return PaymentEvent(*row[:8], body=orjson.loads(row[8]) if row[8] else {})

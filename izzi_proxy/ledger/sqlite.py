@@ -56,6 +56,7 @@ from izzi_proxy.ledger import (
     visible_prefix,
     window_start,
 )
+from izzi_proxy.ledger.payments_sql import SQLitePayments
 from izzi_proxy.ledger.rows import (
     ACCOUNT_COLUMNS,
     CREDIT_COLUMNS,
@@ -105,7 +106,7 @@ def _where(*conditions: tuple[str, object]) -> tuple[str, list]:
     return " AND ".join(sql for sql, _ in kept) or "1", [value for _, value in kept]
 
 
-class SQLiteLedger:
+class SQLiteLedger(SQLitePayments):
     def __init__(self, db: sqlite3.Connection, key_cache_s: float = 0.0) -> None:
         self._db = db
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="izzi-sqlite")
@@ -332,9 +333,10 @@ class SQLiteLedger:
         note: str | None = None,
         idempotency_key: str | None = None,
         now: float | None = None,
+        kind: str = "topup",
     ) -> tuple[CreditEntry, bool]:
         when = time.time() if now is None else now
-        return await self._run(_add_credits, account_id, amount, bonus, note, idempotency_key, when)
+        return await self._run(_add_credits, account_id, amount, bonus, note, idempotency_key, when, kind)
 
     async def credit_entries(self, account_id: int | None = None) -> list[CreditEntry]:
         where, args = _where(("account_id = ?", account_id))
@@ -503,21 +505,28 @@ def _checkpoint(db: sqlite3.Connection, owner: str, progress: Sequence[Checkpoin
 
 @transaction
 def _add_credits(
-    db: sqlite3.Connection, account_id: int, amount: int, bonus: int, note: str | None, key: str | None, now: float
+    db: sqlite3.Connection,
+    account_id: int,
+    amount: int,
+    bonus: int,
+    note: str | None,
+    key: str | None,
+    now: float,
+    kind: str,
 ) -> tuple[CreditEntry, bool]:
     if key is not None:
         row = db.execute(f"SELECT {CREDIT_COLUMNS} FROM credit_entries WHERE idempotency_key = ?", (key,)).fetchone()
         if row is not None:
             entry = credit_of(row)
-            if (entry.account_id, entry.amount, entry.bonus) != (account_id, amount + bonus, bonus):
+            if (entry.account_id, entry.amount, entry.bonus, entry.kind) != (account_id, amount + bonus, bonus, kind):
                 raise IdempotencyConflict(f"the idempotency key {key!r} was used for another top-up")
             return entry, False
     if db.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
         raise LookupError(f"no account with id {account_id}")
     cur = db.execute(
         "INSERT INTO credit_entries (account_id, amount, bonus, kind, note, idempotency_key, created_at)"
-        " VALUES (?, ?, ?, 'topup', ?, ?, ?)",
-        (account_id, amount + bonus, bonus, note, key, now),
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (account_id, amount + bonus, bonus, kind, note, key, now),
     )
     db.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", (amount + bonus, account_id))
-    return CreditEntry(cur.lastrowid, account_id, amount + bonus, bonus, "topup", note, key, now), True
+    return CreditEntry(cur.lastrowid, account_id, amount + bonus, bonus, kind, note, key, now), True

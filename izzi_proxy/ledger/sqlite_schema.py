@@ -114,4 +114,41 @@ MIGRATIONS = (
     ALTER TABLE usage_records ADD COLUMN ttft_ms REAL;
     ALTER TABLE usage_records ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
     """,
+    """
+    CREATE TABLE payments (
+        id          TEXT PRIMARY KEY,
+        provider    TEXT NOT NULL,
+        account_id  INTEGER REFERENCES accounts(id),
+        state       TEXT NOT NULL,
+        credits     INTEGER NOT NULL,
+        currency    TEXT NOT NULL,
+        amount      TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL,
+        expires_at  REAL,
+        paid        INTEGER,
+        bonus       INTEGER NOT NULL DEFAULT 0,
+        credited    INTEGER NOT NULL DEFAULT 0,
+        external_id TEXT,
+        pay_url     TEXT,
+        paid_by     TEXT,
+        detail      TEXT,
+        details     TEXT
+    );
+    CREATE INDEX payments_account ON payments (account_id, created_at);
+    CREATE INDEX payments_state ON payments (state, expires_at);
+    CREATE TABLE payment_events (
+        id          INTEGER PRIMARY KEY,
+        provider    TEXT NOT NULL,
+        event_id    TEXT,
+        payment_id  TEXT,
+        status      TEXT NOT NULL,
+        outcome     TEXT NOT NULL,
+        detail      TEXT,
+        received_at REAL NOT NULL,
+        body        TEXT,
+        UNIQUE (provider, event_id)
+    );
+    CREATE INDEX payment_events_payment ON payment_events (payment_id, id);
+    """,
 )

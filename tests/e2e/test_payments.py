@@ -1,0 +1,292 @@
+"""Top-ups end to end, on both ledger backends: a user starts one over the API, the money is
+confirmed by the provider's notification (a fake bank-notification service signing as SePay
+does, a fake Cryptomus signing as Cryptomus does) or recorded by the operator (Lolzteam),
+and the credits land exactly once, bonus included, however the notifications come:
+replayed, forged, tampered, out of order, duplicated, many at once. Every payment is
+reconciled to the micro-credit against the ledger's credit entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestServer
+
+from izzi_proxy.app import create_app
+from izzi_proxy.config import load_config
+from izzi_proxy.keys import LEDGER, PAYMENTS
+from izzi_proxy.ledger import Ledger, Payment
+from izzi_proxy.pricing import MICRO
+from izzi_proxy.testing.bank import push, sepay_notification
+from tests.unit.ledger.conftest import POSTGRES_URL
+
+ADMIN = "admin-token-for-payments"
+BANK_KEY = "sepay-key-for-tests"
+RATE = 25_000  # VND per credit
+PAYMENTS_TOML = f"""
+[payments]
+bonus = [{{ from = 50, percent = 10 }}, {{ from = 200, percent = 25 }}]
+min_credits = 1
+max_credits = 5000
+
+[payments.providers.bank]
+kind = "vietqr"
+bank_bin = "970436"
+account_number = "0123499999"
+account_name = "CONG TY IZZI"
+bank_name = "Vietcombank"
+vnd_per_credit = {RATE}
+webhook_key = "env:IZZI_TEST_SEPAY_KEY"
+
+[payments.providers.lolz]
+kind = "lolzteam"
+pay_to = "https://lolz.live/members/1/"
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(request, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/payments.sqlite3"
+        return
+    schema = "pay_" + secrets.token_hex(6)
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f"CREATE SCHEMA {schema}")
+        yield f"{POSTGRES_URL}?search_path={schema}"
+    finally:
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.close()
+
+
+class Shop:
+    """The gateway with payments configured, an account with a key, and HTTP helpers."""
+
+    def __init__(self, server: TestServer, key: str, account_id: int) -> None:
+        self.server, self.key, self.account_id = server, key, account_id
+        self.http = aiohttp.ClientSession()
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.server.app[LEDGER]
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+    async def call(self, method: str, path: str, *, admin: bool = False, **kw: Any) -> tuple[int, Any]:
+        token = ADMIN if admin else self.key
+        async with self.http.request(method, self.url(path), headers={"Authorization": f"Bearer {token}"}, **kw) as r:
+            return r.status, await r.json()
+
+    async def start(self, amount: str, provider: str = "bank") -> dict:
+        status, body = await self.call("POST", "/v1/payments", json={"amount": amount, "provider": provider})
+        assert status == 201, body
+        return body
+
+    async def bank(self, body: Any, key: str | None = BANK_KEY) -> aiohttp.ClientResponse:
+        return await push(self.http, self.url("/payments/bank/webhook"), key, body)
+
+    async def balance(self) -> int:
+        return (await self.ledger.balance_of(self.account_id)).balance
+
+    async def payment(self, pid: str) -> Payment:
+        found = await self.ledger.get_payment(pid)
+        assert found is not None
+        return found
+
+    async def reconciled(self) -> int:
+        """Every payment's credited figure equals its credit entries, to the micro-credit, and
+        every credit entry of a payment belongs to one that says it was credited; the total."""
+        entries = [e for e in await self.ledger.credit_entries() if (e.idempotency_key or "").startswith("payment:")]
+        by_payment: dict[str, int] = {}
+        for e in entries:
+            pid = e.idempotency_key.split(":")[1]
+            by_payment[pid] = by_payment.get(pid, 0) + e.amount
+        payments = {p.id: p for p in await self.ledger.list_payments(limit=1000)}
+        for pid, total in by_payment.items():
+            assert payments[pid].credited == total, (payments[pid], total)
+            assert payments[pid].state in ("credited", "refunded")
+        for p in payments.values():
+            assert p.credited == by_payment.get(p.id, 0), p
+        return sum(by_payment.values())
+
+
+@pytest.fixture
+async def shop(aiohttp_server, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("IZZI_ADMIN_TOKEN", ADMIN)
+    monkeypatch.setenv("IZZI_TEST_SEPAY_KEY", BANK_KEY)
+    (tmp_path / "models.toml").write_text(
+        '[models."echo"]\nname = "Echo"\ntier = "maintained"\ninput = 1\noutput = 2\nroutes = ["mock:echo"]\n'
+    )
+    path = tmp_path / "izzi.toml"
+    path.write_text(f'[storage]\ndatabase_url = "{database_url}"\n[upstreams.mock]\nkind = "mock"\n' + PAYMENTS_TOML)
+    server = await aiohttp_server(create_app(load_config(path)))
+    ledger = server.app[LEDGER]
+    account = await ledger.create_account("payer")
+    _, key = await ledger.create_key(account.id, "k")
+    shop_ = Shop(server, key, account.id)
+    yield shop_
+    await shop_.http.close()
+
+
+async def test_bank_transfer_credits_once_with_bonus(shop: Shop) -> None:
+    quoted = await shop.call("GET", "/v1/payments/quote?amount=60")
+    assert quoted[1]["bonus"] == "6.000000" and quoted[1]["providers"] == ["bank", "lolz"]
+    started = await shop.start("60")
+    ref = started["id"]
+    assert started["state"] == "created" and started["currency"] == "VND" and started["amount"] == str(60 * RATE)
+    assert started["bonus"] == "6.000000" and ref in started["details"]["qr_payload"]
+    assert started["details"]["transfer_content"] == ref
+    before = await shop.balance()
+    # the reference as banks pass it on: lower case, glued to the words around it
+    note = sepay_notification(f"MBVCB.123.chuyen tien{ref.lower()}.CT tu 0123", 60 * RATE)
+    resp = await shop.bank(note)
+    assert resp.status == 200 and (await resp.json())["data"][0]["outcome"] == "applied"
+    assert await shop.balance() - before == 66 * MICRO
+    for _ in range(3):  # the service retries: nothing more
+        assert (await (await shop.bank(note)).json())["data"][0]["outcome"] == "unchanged"
+    assert await shop.balance() - before == 66 * MICRO
+    paid = await shop.payment(ref)
+    assert (paid.state, paid.paid, paid.bonus, paid.credited) == ("credited", 60 * MICRO, 6 * MICRO, 66 * MICRO)
+    kinds = sorted(e.kind for e in await shop.ledger.credit_entries(shop.account_id) if ref in (e.note or ""))
+    assert kinds == ["bonus", "topup"]  # the bonus is an entry of its own
+    assert await shop.reconciled() == 66 * MICRO
+    status, mine = await shop.call("GET", f"/v1/payments/{ref}")
+    assert status == 200 and mine["state"] == "credited" and mine["credited"] == "66.000000"
+
+
+async def test_concurrent_duplicates_credit_once(shop: Shop) -> None:
+    started = await shop.start("250")
+    note = sepay_notification(f"IZZI {started['id']}", 250 * RATE)
+    before = await shop.balance()
+    answers = await asyncio.gather(*(shop.bank(note) for _ in range(12)))
+    outcomes = [(await r.json())["data"][0]["outcome"] for r in answers]
+    assert all(r.status == 200 for r in answers)
+    assert outcomes.count("applied") == 1 and outcomes.count("unchanged") == 11
+    assert await shop.balance() - before == 250 * MICRO + 250 * MICRO // 4  # +25 %
+    assert await shop.reconciled() == 312_500_000
+
+
+async def test_forged_and_tampered_notifications_change_nothing(shop: Shop) -> None:
+    started = await shop.start("10")
+    note = sepay_notification(started["id"], 10 * RATE)
+    before = await shop.balance()
+    for key in ("wrong-key", None, BANK_KEY.upper()):
+        resp = await shop.bank(note, key=key)
+        assert resp.status == 401 and (await resp.json())["error"]["type"] == "authentication_error"
+        assert BANK_KEY not in await resp.text()
+    resp = await shop.bank(b'{"id": 1, "transferType": "in", "transferAmount": ', key=BANK_KEY)
+    assert resp.status == 400 and "cannot be read" in (await resp.json())["error"]["message"]
+    assert await shop.balance() == before and (await shop.payment(started["id"])).state == "created"
+    rejected = [e for e in await shop.ledger.payment_events() if e.outcome == "rejected"]
+    assert len(rejected) == 4 and all(BANK_KEY not in (e.detail or "") for e in rejected)
+
+
+async def test_unmatched_money_is_kept_and_assigned(shop: Shop) -> None:
+    before = await shop.balance()
+    lost = sepay_notification("chuyen tien cho anh", 5 * RATE)  # no reference at all
+    assert (await (await shop.bank(lost)).json())["data"][0]["outcome"] == "unmatched"
+    assert (await (await shop.bank(lost)).json())["data"][0]["outcome"] == "unmatched"  # a repeat: the same one
+    status, listed = await shop.call("GET", "/admin/payments?state=unmatched", admin=True)
+    assert status == 200 and len(listed["data"]) == 1
+    kept = listed["data"][0]
+    assert kept["account_id"] is None and kept["paid"] == "5.000000" and "chuyen tien cho anh" in kept["detail"]
+    # a second transfer against a payment already paid is money too
+    started = await shop.start("5")
+    await shop.bank(sepay_notification(started["id"], 5 * RATE))
+    again = await shop.bank(sepay_notification(started["id"], 5 * RATE))
+    assert (await again.json())["data"][0]["outcome"] == "unmatched"
+    assert len((await shop.call("GET", "/admin/payments?state=unmatched", admin=True))[1]["data"]) == 2
+    assert await shop.balance() - before == 5 * MICRO
+    status, assigned = await shop.call("POST", f"/admin/payments/{kept['id']}/assign", admin=True,
+                                       json={"account": "payer"})  # fmt: skip
+    assert status == 200 and assigned["state"] == "credited" and assigned["credited"] == "5.000000"
+    status, again = await shop.call("POST", f"/admin/payments/{kept['id']}/assign", admin=True,
+                                    json={"account": "payer"})  # fmt: skip
+    assert status == 400 and "only an unmatched one" in again["error"]["message"]
+    assert await shop.balance() - before == 10 * MICRO
+    status, shown = await shop.call("GET", f"/admin/payments/{kept['id']}", admin=True)
+    assert status == 200 and [e["outcome"] for e in shown["events"]] == ["unmatched"]
+    assert [e["amount"] for e in shown["credit_entries"]] == ["5.000000"]
+    assert await shop.reconciled() == 10 * MICRO
+
+
+async def test_lolzteam_transfer_recorded_by_the_operator(shop: Shop) -> None:
+    started = await shop.start("12.5", provider="lolz")
+    assert started["amount"] == "12.50" and started["details"]["comment"] == started["id"]
+    before = await shop.balance()
+    body = {"transaction_id": "lzt-998877", "amount": "12.5", "reference": started["id"].lower()}
+    status, done = await shop.call("POST", "/admin/payments/lolz/transactions", admin=True, json=body)
+    assert status == 201 and done["outcome"] == "applied" and done["state"] == "credited"
+    status, done = await shop.call("POST", "/admin/payments/lolz/transactions", admin=True, json=body)
+    assert done["outcome"] == "unchanged"
+    assert await shop.balance() - before == 12_500_000
+    resp = await shop.http.post(shop.url("/payments/lolz/webhook"), data=b"{}")
+    assert resp.status == 400 and "recorded by the operator" in (await resp.json())["error"]["message"]
+    status, _ = await shop.call("POST", "/admin/payments/lolz/transactions", json=body)  # a user's key
+    assert status == 401
+
+
+async def test_late_money_after_expiry_is_credited(shop: Shop) -> None:
+    started = await shop.start("3")
+    assert await shop.server.app[PAYMENTS].sweep(time.time() + 7200) == 1
+    assert (await shop.payment(started["id"])).state == "expired"
+    before = await shop.balance()
+    await shop.bank(sepay_notification(started["id"], 3 * RATE))
+    assert (await shop.payment(started["id"])).state == "credited"
+    assert await shop.balance() - before == 3 * MICRO
+
+
+async def test_a_payment_left_paid_is_credited_by_the_sweep(shop: Shop) -> None:
+    """A process that stopped between marking a payment paid and crediting it."""
+    started = await shop.start("7")
+    ledger = shop.ledger
+    await ledger.move_payment(started["id"], "paid", ("created",), time.time(), paid=7 * MICRO, paid_by="bank:1")
+    before = await shop.balance()
+    await shop.server.app[PAYMENTS].sweep()
+    assert (await shop.payment(started["id"])).state == "credited"
+    assert await shop.balance() - before == 7 * MICRO
+    assert await shop.reconciled() == 7 * MICRO
+
+
+async def test_bad_input_is_a_clear_4xx(shop: Shop) -> None:
+    cases = [
+        ({"amount": "abc", "provider": "bank"}, 400, "amount"),
+        ({"amount": "0.5", "provider": "bank"}, 400, "1.000000 to 5000.000000"),
+        ({"amount": "5001", "provider": "bank"}, 400, "5000"),
+        ({"amount": True, "provider": "bank"}, 400, "amount"),
+        ({"amount": "10"}, 400, "provider"),
+        ({"amount": "10", "provider": "paypal"}, 404, "bank, lolz"),
+    ]
+    for body, status, words in cases:
+        got, answer = await shop.call("POST", "/v1/payments", json=body)
+        assert got == status and words in answer["error"]["message"], (body, answer)
+    got, answer = await shop.call("POST", "/v1/payments", data=b"{not json")
+    assert got == 400 and "not valid JSON" in answer["error"]["message"]
+    got, answer = await shop.call("GET", "/v1/payments/IZNOTAREALONE")
+    assert got == 404
+    resp = await shop.http.post(shop.url("/payments/nope/webhook"), data=b"{}")
+    assert resp.status == 404
+    got, answer = await shop.call("GET", "/admin/payments?state=lost", admin=True)
+    assert got == 400 and "created" in answer["error"]["message"]
+    assert await shop.ledger.list_payments() == []
+
+
+async def test_a_users_payments_are_their_own(shop: Shop) -> None:
+    started = await shop.start("2")
+    other = await shop.ledger.create_account("other")
+    _, other_key = await shop.ledger.create_key(other.id, "k")
+    async with shop.http.get(shop.url(f"/v1/payments/{started['id']}"),
+                             headers={"Authorization": f"Bearer {other_key}"}) as resp:  # fmt: skip
+        assert resp.status == 404
+    async with shop.http.get(shop.url("/v1/payments"), headers={"Authorization": f"Bearer {other_key}"}) as resp:
+        assert (await resp.json())["data"] == []
+    assert [p["id"] for p in (await shop.call("GET", "/v1/payments"))[1]["data"]] == [started["id"]]
