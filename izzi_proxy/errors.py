@@ -23,6 +23,7 @@ Exception tree::
     ├── UpstreamError               502 upstream_error     (upstream answered with an error)
     │   ├── UpstreamRejected        400 invalid_request_error (upstream refused the request's content)
     │   └── UpstreamConnectionError 502 connection_error   (unreachable, timed out, cut off)
+    ├── PaymentProviderError        502 upstream_error     (a payment provider made no invoice)
     └── ServerError                 500 server_error
 
 A dialect renders any of them in its client's error shape; the errors middleware is
@@ -180,6 +181,13 @@ class UpstreamError(GatewayError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(math.ceil(self.retry_after))} if self.retry_after else {}
+
+
+class PaymentProviderError(GatewayError):
+    """A payment provider's service refused to make an invoice or could not be reached."""
+
+    status = 502
+    type = "upstream_error"
 
 
 class UpstreamConnectionError(UpstreamError):

@@ -29,7 +29,7 @@ from aiohttp import web
 from izzi_proxy import operations
 from izzi_proxy.configure_api import public_url
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
-from izzi_proxy.errors import AuthenticationFailed, InvalidRequest, NotFound, UpstreamError
+from izzi_proxy.errors import AuthenticationFailed, InvalidRequest, NotFound, PaymentProviderError
 from izzi_proxy.handlers import json_response
 from izzi_proxy.keys import API_KEY, BODY, CONFIG, LEDGER, PAYMENTS
 from izzi_proxy.ledger import PAYMENT_STATES, Payment, PaymentEvent
@@ -160,7 +160,7 @@ async def start(request: web.Request, account_id: int, amount: str | int, provid
     try:
         return await request.app[PAYMENTS].start(account, provider, amount, public_url(request))
     except PaymentUnavailable as err:
-        raise UpstreamError(f"The payment provider {provider!r} could not make the invoice: {err}") from None
+        raise PaymentProviderError(f"The payment provider {provider!r} could not make the invoice: {err}") from None
 
 
 @endpoint(OPENAI_CHAT)

@@ -26,10 +26,13 @@ from izzi_proxy.keys import LEDGER, PAYMENTS
 from izzi_proxy.ledger import Ledger, Payment
 from izzi_proxy.pricing import MICRO
 from izzi_proxy.testing.bank import push, sepay_notification
+from izzi_proxy.testing.cryptomus import CRYPTOMUS, fake_cryptomus_app, notify, signed_body, webhook_data
 from tests.unit.ledger.conftest import POSTGRES_URL
 
 ADMIN = "admin-token-for-payments"
 BANK_KEY = "sepay-key-for-tests"
+MERCHANT = "c26b80a8-9549-4b66-bb53-774f12809249"
+CRYPTOMUS_KEY = "cryptomus-payment-key-for-tests"
 RATE = 25_000  # VND per credit
 PAYMENTS_TOML = f"""
 [payments]
@@ -45,6 +48,12 @@ account_name = "CONG TY IZZI"
 bank_name = "Vietcombank"
 vnd_per_credit = {RATE}
 webhook_key = "env:IZZI_TEST_SEPAY_KEY"
+
+[payments.providers.crypto]
+kind = "cryptomus"
+merchant = "{MERCHANT}"
+api_key = "env:IZZI_TEST_CRYPTOMUS_KEY"
+base_url = "CRYPTOMUS_URL"
 
 [payments.providers.lolz]
 kind = "lolzteam"
@@ -70,8 +79,8 @@ async def database_url(request, tmp_path: Path) -> AsyncIterator[str]:
 class Shop:
     """The gateway with payments configured, an account with a key, and HTTP helpers."""
 
-    def __init__(self, server: TestServer, key: str, account_id: int) -> None:
-        self.server, self.key, self.account_id = server, key, account_id
+    def __init__(self, server: TestServer, key: str, account_id: int, cryptomus: TestServer) -> None:
+        self.server, self.key, self.account_id, self.cryptomus = server, key, account_id, cryptomus
         self.http = aiohttp.ClientSession()
 
     @property
@@ -123,23 +132,26 @@ class Shop:
 async def shop(aiohttp_server, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("IZZI_ADMIN_TOKEN", ADMIN)
     monkeypatch.setenv("IZZI_TEST_SEPAY_KEY", BANK_KEY)
+    monkeypatch.setenv("IZZI_TEST_CRYPTOMUS_KEY", CRYPTOMUS_KEY)
+    cryptomus = await aiohttp_server(fake_cryptomus_app(MERCHANT, CRYPTOMUS_KEY))
     (tmp_path / "models.toml").write_text(
         '[models."echo"]\nname = "Echo"\ntier = "maintained"\ninput = 1\noutput = 2\nroutes = ["mock:echo"]\n'
     )
     path = tmp_path / "izzi.toml"
-    path.write_text(f'[storage]\ndatabase_url = "{database_url}"\n[upstreams.mock]\nkind = "mock"\n' + PAYMENTS_TOML)
+    payments = PAYMENTS_TOML.replace("CRYPTOMUS_URL", str(cryptomus.make_url("")))
+    path.write_text(f'[storage]\ndatabase_url = "{database_url}"\n[upstreams.mock]\nkind = "mock"\n' + payments)
     server = await aiohttp_server(create_app(load_config(path)))
     ledger = server.app[LEDGER]
     account = await ledger.create_account("payer")
     _, key = await ledger.create_key(account.id, "k")
-    shop_ = Shop(server, key, account.id)
+    shop_ = Shop(server, key, account.id, cryptomus)
     yield shop_
     await shop_.http.close()
 
 
 async def test_bank_transfer_credits_once_with_bonus(shop: Shop) -> None:
     quoted = await shop.call("GET", "/v1/payments/quote?amount=60")
-    assert quoted[1]["bonus"] == "6.000000" and quoted[1]["providers"] == ["bank", "lolz"]
+    assert quoted[1]["bonus"] == "6.000000" and quoted[1]["providers"] == ["bank", "crypto", "lolz"]
     started = await shop.start("60")
     ref = started["id"]
     assert started["state"] == "created" and started["currency"] == "VND" and started["amount"] == str(60 * RATE)
@@ -264,7 +276,7 @@ async def test_bad_input_is_a_clear_4xx(shop: Shop) -> None:
         ({"amount": "5001", "provider": "bank"}, 400, "5000"),
         ({"amount": True, "provider": "bank"}, 400, "amount"),
         ({"amount": "10"}, 400, "provider"),
-        ({"amount": "10", "provider": "paypal"}, 404, "bank, lolz"),
+        ({"amount": "10", "provider": "paypal"}, 404, "bank, crypto, lolz"),
     ]
     for body, status, words in cases:
         got, answer = await shop.call("POST", "/v1/payments", json=body)
@@ -290,3 +302,85 @@ async def test_a_users_payments_are_their_own(shop: Shop) -> None:
     async with shop.http.get(shop.url("/v1/payments"), headers={"Authorization": f"Bearer {other_key}"}) as resp:
         assert (await resp.json())["data"] == []
     assert [p["id"] for p in (await shop.call("GET", "/v1/payments"))[1]["data"]] == [started["id"]]
+
+
+async def test_cryptomus_invoice_paid_and_paid_over(shop: Shop) -> None:
+    started = await shop.start("20", provider="crypto")
+    invoices = shop.cryptomus.app[CRYPTOMUS].invoices
+    invoice = invoices[started["external_id"]]
+    assert (invoice.order_id, invoice.amount, invoice.currency) == (started["id"], "20.00", "USD")
+    assert invoice.url_callback == shop.url("/payments/crypto/webhook")
+    assert started["pay_url"].endswith(invoice.uuid) and started["expires_at"] > time.time()
+    before = await shop.balance()
+    assert await notify(shop.cryptomus, invoice.uuid, "check") == 200
+    assert (await shop.payment(started["id"])).state == "pending"
+    assert await notify(shop.cryptomus, invoice.uuid, "paid") == 200
+    assert await shop.balance() - before == 20 * MICRO
+    # resent, and late notifications of earlier states: nothing moves back, nothing more is credited
+    for status in ("paid", "process", "check", "confirm_check"):
+        assert await notify(shop.cryptomus, invoice.uuid, status) == 200
+    assert (await shop.payment(started["id"])).state == "credited"
+    assert await shop.balance() - before == 20 * MICRO
+    over = await shop.start("50", provider="crypto")
+    assert await notify(shop.cryptomus, over["external_id"], "paid_over", "55.00") == 200
+    got = await shop.payment(over["id"])
+    assert (got.paid, got.bonus, got.credited) == (55 * MICRO, 5_500_000, 60_500_000)  # what was paid, +10 %
+    assert await shop.balance() - before == 80_500_000
+    assert await shop.reconciled() == 80_500_000
+
+
+async def test_cryptomus_failures_credit_nothing(shop: Shop) -> None:
+    before = await shop.balance()
+    for status, state in (("wrong_amount", "failed"), ("cancel", "failed"), ("fail", "failed")):
+        started = await shop.start("10", provider="crypto")
+        assert await notify(shop.cryptomus, started["external_id"], status, "4.00") == 200
+        got = await shop.payment(started["id"])
+        assert got.state == state and status in got.detail and got.credited == 0
+    assert await shop.balance() == before
+    assert await shop.reconciled() == 0
+
+
+async def test_cryptomus_refund_after_credit_is_recorded(shop: Shop) -> None:
+    started = await shop.start("10", provider="crypto")
+    await notify(shop.cryptomus, started["external_id"], "paid")
+    before = await shop.balance()
+    await notify(shop.cryptomus, started["external_id"], "refund_process")
+    assert (await shop.payment(started["id"])).state == "credited"
+    await notify(shop.cryptomus, started["external_id"], "refund_paid")
+    got = await shop.payment(started["id"])
+    assert (got.state, got.credited) == ("refunded", 10 * MICRO)  # for the operator to see; nothing taken back
+    assert await shop.balance() == before
+    status, shown = await shop.call("GET", f"/admin/payments/{started['id']}", admin=True)
+    assert status == 200 and [e["status"] for e in shown["events"]] == ["paid", "pending", "refunded"]
+    assert await shop.reconciled() == 10 * MICRO
+
+
+async def test_cryptomus_forged_tampered_and_replayed(shop: Shop) -> None:
+    started = await shop.start("30", provider="crypto")
+    invoice = shop.cryptomus.app[CRYPTOMUS].invoices[started["external_id"]]
+    url = shop.url("/payments/crypto/webhook")
+    before = await shop.balance()
+    forged = signed_body("not-the-key", webhook_data(invoice, "paid"))
+    tampered = signed_body(CRYPTOMUS_KEY, webhook_data(invoice, "paid", "3.00")).replace(b'"3.00"', b'"300.00"')
+    unsigned = signed_body(CRYPTOMUS_KEY, webhook_data(invoice, "paid")).replace(b'"sign"', b'"sig"')
+    for body in (forged, tampered, unsigned):
+        async with shop.http.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+            assert resp.status == 401, await resp.text()
+            assert CRYPTOMUS_KEY not in await resp.text()
+    assert await shop.balance() == before and (await shop.payment(started["id"])).state == "created"
+    genuine = signed_body(CRYPTOMUS_KEY, webhook_data(invoice, "paid"))
+    answers = await asyncio.gather(*(shop.http.post(url, data=genuine) for _ in range(8)))  # a replay, at once
+    assert [r.status for r in answers] == [200] * 8
+    for r in answers:
+        r.release()
+    assert await shop.balance() - before == 30 * MICRO
+    assert await shop.reconciled() == 30 * MICRO
+
+
+async def test_cryptomus_down_is_a_clear_502_and_kept(shop: Shop) -> None:
+    shop.cryptomus.app[CRYPTOMUS].fail_status = 500
+    status, body = await shop.call("POST", "/v1/payments", json={"amount": "10", "provider": "crypto"})
+    assert status == 502 and "could not make the invoice" in body["error"]["message"]
+    assert CRYPTOMUS_KEY not in str(body)
+    [kept] = await shop.ledger.list_payments(state="failed")
+    assert kept.provider == "crypto" and "500" in kept.detail

@@ -18,8 +18,9 @@ Cryptomus status                                                ours        cred
 ``paid``, ``paid_over``                                         paid        payment_amount_usd
 ``wrong_amount``, ``fail``, ``system_fail``, ``cancel``         failed      none
 ``process``, ``check``, ``confirm_check``,                      pending     none
-``wrong_amount_waiting``, ``locked``, any other
-``refund_process``, ``refund_fail``, ``refund_paid``            refunded    none
+``wrong_amount_waiting``, ``locked``, ``refund_process``,
+``refund_fail``, any other
+``refund_paid``                                                 refunded    none
 =============================================================  ==========  ==================
 """
 
@@ -54,7 +55,10 @@ STATUSES = {
     **dict.fromkeys(("paid", "paid_over"), "paid"),
     **dict.fromkeys(("wrong_amount", "fail", "system_fail", "cancel"), "failed"),
     **dict.fromkeys(("process", "check", "confirm_check", "wrong_amount_waiting", "locked"), "pending"),
-    **dict.fromkeys(("refund_process", "refund_fail", "refund_paid"), "refunded"),
+    # the money is back with the payer only once the refund is paid; one in progress or failed
+    # changes nothing (and is kept among the payment's notifications)
+    **dict.fromkeys(("refund_process", "refund_fail"), "pending"),
+    "refund_paid": "refunded",
 }
 
 
