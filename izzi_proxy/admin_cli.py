@@ -26,6 +26,7 @@ from izzi_proxy.access import OVERRIDABLE, limits_for, override_value
 from izzi_proxy.catalog import TIERS
 from izzi_proxy.config import Config
 from izzi_proxy.ledger import SUMMARY_GROUPS, Account, IdempotencyConflict, Ledger, open_ledger
+from izzi_proxy.payments import cli as payments_cli
 from izzi_proxy.pricing import AmountError, credits, percent_of, to_micro
 
 
@@ -90,6 +91,8 @@ async def run(config: Config, args: argparse.Namespace) -> int:
             return await _credits(ledger, args)
         if args.command == "usage":
             return await _usage(ledger, args)
+        if args.command == "payments":
+            return await payments_cli.run(config, ledger, args)
         return await _keys(config, ledger, args)
     except (UsageError, AmountError, IdempotencyConflict) as exc:
         print(f"izzi-proxy: {exc}", file=sys.stderr)

@@ -26,6 +26,7 @@ from aiohttp import web
 from izzi_proxy import admin_cli, serving, workers
 from izzi_proxy.config import Config, ConfigError, load_config
 from izzi_proxy.masking import JsonFormatter, SafeFormatter
+from izzi_proxy.payments import cli as payments_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("migrate", help="create or migrate the ledger's schema (serve does it at start)"))
 
     admin_cli.add_commands(sub, with_config)
+    payments_cli.add_commands(sub, with_config)
     sub.add_parser("configure", help="point this machine's coding tools at a gateway (configure --help)")
     return parser
 

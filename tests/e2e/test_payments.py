@@ -27,6 +27,7 @@ from izzi_proxy.ledger import Ledger, Payment
 from izzi_proxy.pricing import MICRO
 from izzi_proxy.testing.bank import push, sepay_notification
 from izzi_proxy.testing.cryptomus import CRYPTOMUS, fake_cryptomus_app, notify, signed_body, webhook_data
+from tests.e2e.test_cli import cli
 from tests.unit.ledger.conftest import POSTGRES_URL
 
 ADMIN = "admin-token-for-payments"
@@ -79,8 +80,9 @@ async def database_url(request, tmp_path: Path) -> AsyncIterator[str]:
 class Shop:
     """The gateway with payments configured, an account with a key, and HTTP helpers."""
 
-    def __init__(self, server: TestServer, key: str, account_id: int, cryptomus: TestServer) -> None:
+    def __init__(self, server: TestServer, key: str, account_id: int, cryptomus: TestServer, config: Path) -> None:
         self.server, self.key, self.account_id, self.cryptomus = server, key, account_id, cryptomus
+        self.config = config
         self.http = aiohttp.ClientSession()
 
     @property
@@ -144,7 +146,7 @@ async def shop(aiohttp_server, tmp_path: Path, database_url: str, monkeypatch: p
     ledger = server.app[LEDGER]
     account = await ledger.create_account("payer")
     _, key = await ledger.create_key(account.id, "k")
-    shop_ = Shop(server, key, account.id, cryptomus)
+    shop_ = Shop(server, key, account.id, cryptomus, path)
     yield shop_
     await shop_.http.close()
 
@@ -384,3 +386,30 @@ async def test_cryptomus_down_is_a_clear_502_and_kept(shop: Shop) -> None:
     assert CRYPTOMUS_KEY not in str(body)
     [kept] = await shop.ledger.list_payments(state="failed")
     assert kept.provider == "crypto" and "500" in kept.detail
+
+
+async def test_the_operators_commands(shop: Shop) -> None:
+    def run(*args: str):
+        done = cli("payments", *args, "--config", str(shop.config))
+        assert done.returncode == 0, done.stderr
+        return done
+
+    before = await shop.balance()
+    await shop.bank(sepay_notification("no reference here", 4 * RATE))
+    listed = run("list", "--state", "unmatched").stdout.splitlines()
+    assert len(listed) == 1 and "(unmatched)" in listed[0] and "paid 4.000000" in listed[0]
+    kept = listed[0].split("\t")[0]
+    assert "credited to 'payer': 4.000000" in run("assign", kept, "payer").stderr
+    started = await shop.start("3", provider="lolz")
+    args = ("record", "lolz", "--transaction", "lzt-1", "--amount", "3", "--reference", started["id"])
+    assert "credited" in run(*args).stderr
+    assert "already recorded" in run(*args).stderr
+    shown = run("show", started["id"]).stdout
+    assert "credited 3.000000" in shown and "manual:lzt-1\tpaid\tapplied" in shown
+    assert f"payment:{started['id']}" in shown
+    assert await shop.balance() - before == 7 * MICRO
+    assert await shop.reconciled() == 7 * MICRO
+    wrong = cli("payments", "assign", kept, "nobody", "--config", str(shop.config))
+    assert wrong.returncode == 1 and "no account named 'nobody'" in wrong.stderr
+    again = cli("payments", "assign", kept, "payer", "--config", str(shop.config))
+    assert again.returncode == 1 and "only an unmatched one" in again.stderr and "Traceback" not in again.stderr
