@@ -12,6 +12,7 @@ Sign-in, sessions and CSRF: ``sessions.py`` and ``pages.py``.
     GET  /dashboard/me                              the user's view
     POST /dashboard/me/keys                         a new key of theirs, shown once
     POST /dashboard/me/keys/{id}/revoke
+    POST /dashboard/me/topups   GET /dashboard/me/payments/{id}      a top-up, and how to pay it (payments.py)
     GET  /dashboard/admin                           traffic, spend, cache, upstreams, errors, holds
     GET  /dashboard/admin/accounts                  accounts; POST creates one
     GET  /dashboard/admin/accounts/{name}           one account; POST changes its plan and overrides
@@ -19,6 +20,7 @@ Sign-in, sessions and CSRF: ``sessions.py`` and ``pages.py``.
     POST /dashboard/admin/accounts/{name}/keys/{id}/revoke
     POST /dashboard/admin/accounts/{name}/credits   a top-up (idempotent per form drawn)
     GET  /dashboard/admin/requests                  usage records (?account=, ?failed=1)
+    GET  /dashboard/admin/payments[/{id}]           payments (?state=); POST …/{id}/assign (payments.py)
     POST /dashboard/admin/upstreams/{name}/reset
     GET  /dashboard/static/{file}
 """
@@ -31,7 +33,7 @@ from importlib import resources
 from aiohttp import web
 
 from izzi_proxy.config import Config
-from izzi_proxy.dashboard import operator, signin, user
+from izzi_proxy.dashboard import operator, payments, signin, user
 from izzi_proxy.dashboard.pages import ROOT
 from izzi_proxy.dashboard.sessions import Sessions
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
@@ -81,3 +83,4 @@ def setup(app: web.Application, config: Config) -> None:
     r.add_get(f"{ROOT}/admin/requests", operator.records)
     r.add_post(f"{ROOT}/admin/upstreams/{{name}}/reset", operator.reset_upstream)
     r.add_get(f"{ROOT}/static/{{file}}", static)
+    payments.add_routes(app)

@@ -1,7 +1,8 @@
 """The user's view (``/dashboard/me``), signed in with their own API key: plan and limits
 with what is left of each now, balance, spend per day and per model, every request with its
 tokens, cache tokens and cost, their keys (to create and revoke: "get your API key from the
-dashboard"), and the one-line setup of each coding tool.
+dashboard"), their top-ups (to start one: ``payments.py``), and the one-line setup of each
+coding tool.
 
 It reads what ``GET /v1/me`` answers (``account_api.account_status``) and the ledger's
 records of the account, nobody else's.
@@ -22,6 +23,7 @@ from izzi_proxy.configure_api import public_url
 from izzi_proxy.dashboard import usage
 from izzi_proxy.dashboard.charts import bars_chart, days_chart
 from izzi_proxy.dashboard.pages import ROOT, choice, key_form, page, render
+from izzi_proxy.dashboard.payments import offer
 from izzi_proxy.dashboard.sessions import USER
 from izzi_proxy.errors import InvalidRequest, NotFound
 from izzi_proxy.keys import CONFIG, LEDGER
@@ -83,5 +85,6 @@ async def _page(request: web.Request, key: ApiKey, status: int = 200, **extra: A
         cache_total=usage.cache_total(cache),
         records=await ledger.usage_records(limit=RECORDS, account_id=key.account_id),
         keys=await ledger.list_keys(key.account_id), now=time.time(),
-        url=url, setup=setup_lines(url), tiers=TIERS, models=[e.id for e in config.catalog], **extra,
+        url=url, setup=setup_lines(url), tiers=TIERS, models=[e.id for e in config.catalog],
+        topup=offer(request), payments=await ledger.list_payments(account_id=key.account_id, limit=20), **extra,
     )  # fmt: skip

@@ -28,6 +28,7 @@ from izzi_proxy.pricing import MICRO
 from izzi_proxy.testing.bank import push, sepay_notification
 from izzi_proxy.testing.cryptomus import CRYPTOMUS, fake_cryptomus_app, notify, signed_body, webhook_data
 from tests.e2e.test_cli import cli
+from tests.e2e.test_dashboard_browser import browser  # noqa: F401  (the fixture)
 from tests.unit.ledger.conftest import POSTGRES_URL
 
 ADMIN = "admin-token-for-payments"
@@ -413,3 +414,90 @@ async def test_the_operators_commands(shop: Shop) -> None:
     assert wrong.returncode == 1 and "no account named 'nobody'" in wrong.stderr
     again = cli("payments", "assign", kept, "payer", "--config", str(shop.config))
     assert again.returncode == 1 and "only an unmatched one" in again.stderr and "Traceback" not in again.stderr
+
+
+@pytest.fixture
+async def page(browser, shop: Shop):
+    context = await browser.new_context(base_url=shop.url("/"), viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    problems: list[str] = []  # a CSP violation or a script error shows here
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("dialog", lambda d: d.accept())
+    yield page
+    await context.close()
+    assert not problems, problems
+
+
+def decoded_qr(data_uri: str) -> str:
+    """What a banking app reads from the page's QR image."""
+    import base64
+    import io
+
+    import zxingcpp
+    from PIL import Image
+
+    assert data_uri.startswith("data:image/png;base64,")
+    image = Image.open(io.BytesIO(base64.b64decode(data_uri.split(",", 1)[1])))
+    [found] = zxingcpp.read_barcodes(image)
+    return found.text
+
+
+async def test_a_user_tops_up_from_the_dashboard_and_sees_it_land(page, shop: Shop) -> None:
+    from playwright.async_api import expect
+
+    from izzi_payment_vietqr import crc_ok, parse
+    from tests.e2e.test_dashboard_browser import shot, sign_in
+
+    await sign_in(page, shop.key)
+    topup = page.locator("#topup")
+    await expect(topup).to_contain_text("+10 % from 50 credits")
+    await expect(topup).to_contain_text("+25 % from 200 credits")
+    await page.fill("#topup input[name=amount]", "60")
+    await page.select_option("#topup select[name=provider]", "bank")
+    await page.click("#topup >> text=Continue")
+    await expect(page.locator("#state")).to_have_text("created")
+    await expect(page.locator("#pay")).to_have_text(f"{60 * RATE} VND")
+    await expect(page.locator("#bonus")).to_have_text("+6.00")  # shown before paying
+    await shot(page, "topup-1-how-to-pay")
+    reference = (await page.locator("#content").inner_text()).strip()
+    assert reference.startswith("IZ") and await page.locator("#account").inner_text() == "0123499999"
+    payload = decoded_qr(await page.locator("#qr").get_attribute("src"))
+    fields = parse(payload)
+    assert crc_ok(payload) and fields["54"] == str(60 * RATE) and fields["53"] == "704"
+    assert parse(fields["62"])["08"] == reference and "0123499999" in fields["38"]
+
+    resp = await shop.bank(sepay_notification(f"{reference} chuyen khoan", 60 * RATE))
+    assert resp.status == 200
+    await page.reload()
+    await expect(page.locator("#state")).to_have_text("credited")
+    await expect(page.locator("#credited")).to_have_text("66.00")
+    assert await page.locator("#how").count() == 0
+    await shot(page, "topup-2-credited")
+    await page.click("text=Back to my account")
+    await expect(page.locator("#payments")).to_contain_text(reference)
+    await expect(page.locator("#payments")).to_contain_text("credited")
+    assert await shop.reconciled() == 66 * MICRO
+
+
+async def test_the_operator_assigns_unmatched_money(page, shop: Shop) -> None:
+    from playwright.async_api import expect
+
+    from tests.e2e.test_dashboard_browser import shot, sign_in
+
+    await shop.bank(sepay_notification("tien nap cho payer", 8 * RATE))
+    before = await shop.balance()
+    await sign_in(page, ADMIN)
+    await page.click("nav >> text=Payments")
+    await page.select_option("select[name=state]", "unmatched")
+    await page.click("text=Show")
+    row = page.locator("#payments tr", has_text="unmatched")
+    await expect(row).to_have_count(1)
+    await row.locator("a").click()
+    await expect(page.locator(".notice")).to_contain_text("tien nap cho payer")
+    await page.fill("#assign input[name=account]", "payer")
+    await page.click("text=Assign and credit")
+    await expect(page.locator("h1")).to_contain_text("credited")
+    await expect(page.locator("#entries")).to_contain_text("+8.000000")
+    await shot(page, "topup-3-operator-assigned")
+    assert await shop.balance() - before == 8 * MICRO
