@@ -9,6 +9,8 @@ reconciled to the micro-credit against the ledger's credit entries.
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -18,7 +20,11 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+import zxingcpp
 from aiohttp.test_utils import TestServer
+from izzi_payment_vietqr import crc_ok, parse
+from PIL import Image
+from playwright.async_api import expect
 
 from izzi_proxy.app import create_app
 from izzi_proxy.config import load_config
@@ -28,7 +34,7 @@ from izzi_proxy.pricing import MICRO
 from izzi_proxy.testing.bank import push, sepay_notification
 from izzi_proxy.testing.cryptomus import CRYPTOMUS, fake_cryptomus_app, notify, signed_body, webhook_data
 from tests.e2e.test_cli import cli
-from tests.e2e.test_dashboard_browser import browser  # noqa: F401  (the fixture)
+from tests.e2e.test_dashboard_browser import browser, shot, sign_in  # noqa: F401  (browser: the fixture)
 from tests.unit.ledger.conftest import POSTGRES_URL
 
 ADMIN = "admin-token-for-payments"
@@ -417,7 +423,7 @@ async def test_the_operators_commands(shop: Shop) -> None:
 
 
 @pytest.fixture
-async def page(browser, shop: Shop):
+async def page(browser, shop: Shop):  # noqa: F811
     context = await browser.new_context(base_url=shop.url("/"), viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     problems: list[str] = []  # a CSP violation or a script error shows here
@@ -431,12 +437,6 @@ async def page(browser, shop: Shop):
 
 def decoded_qr(data_uri: str) -> str:
     """What a banking app reads from the page's QR image."""
-    import base64
-    import io
-
-    import zxingcpp
-    from PIL import Image
-
     assert data_uri.startswith("data:image/png;base64,")
     image = Image.open(io.BytesIO(base64.b64decode(data_uri.split(",", 1)[1])))
     [found] = zxingcpp.read_barcodes(image)
@@ -444,11 +444,6 @@ def decoded_qr(data_uri: str) -> str:
 
 
 async def test_a_user_tops_up_from_the_dashboard_and_sees_it_land(page, shop: Shop) -> None:
-    from playwright.async_api import expect
-
-    from izzi_payment_vietqr import crc_ok, parse
-    from tests.e2e.test_dashboard_browser import shot, sign_in
-
     await sign_in(page, shop.key)
     topup = page.locator("#topup")
     await expect(topup).to_contain_text("+10 % from 50 credits")
@@ -481,10 +476,6 @@ async def test_a_user_tops_up_from_the_dashboard_and_sees_it_land(page, shop: Sh
 
 
 async def test_the_operator_assigns_unmatched_money(page, shop: Shop) -> None:
-    from playwright.async_api import expect
-
-    from tests.e2e.test_dashboard_browser import shot, sign_in
-
     await shop.bank(sepay_notification("tien nap cho payer", 8 * RATE))
     before = await shop.balance()
     await sign_in(page, ADMIN)
