@@ -192,9 +192,26 @@ def _operation(summary: str, body: dict[str, Any] | None, ok: dict[str, Any], er
     return operation
 
 
+def _created(operation: dict[str, Any]) -> dict[str, Any]:
+    """An operation that answers 201 (it made something) instead of 200."""
+    operation["responses"]["201"] = operation["responses"].pop("200")
+    return operation
+
+
+TOPUP_REQUEST = {
+    "type": "object",
+    "required": ["amount", "provider"],
+    "properties": {
+        "amount": {"anyOf": [{"type": "string"}, {"type": "integer"}], "description": "credits (1 credit = 1 USD)"},
+        "provider": {"type": "string", "description": "one of GET /v1/payments/quote's providers"},
+    },
+}
+
+
 def document() -> dict[str, Any]:
     path_param = [{"name": "model", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}]
     response_id = [{"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    payment_id = [{"name": "payment_id", "in": "path", "required": True, "schema": {"type": "string"}}]
     anthropic_header = {"name": "anthropic-version", "in": "header", "required": False, "schema": _STRING,
                         "description": "Sent by Anthropic clients: answers in Anthropic's shape"}  # fmt: skip
     page = [anthropic_header, *({"name": n, "in": "query", "required": False, "schema": _STRING}
@@ -269,6 +286,28 @@ def document() -> dict[str, Any]:
                                                  gemini_page)},
             "/v1beta/models/{model}": {"get": _operation("One model in Gemini's shape", None, openai_json,
                                                          GEMINI_ERROR, path_param)},
+            "/v1/payments/quote": {"get": _operation(
+                "The payment providers, the top-up limits and bonus ladder, and the bonus an amount gets", None,
+                openai_json, OPENAI_ERROR, [{"name": "amount", "in": "query", "required": False, "schema": _STRING,
+                                             "description": "credits, e.g. 60 or 12.5"}])},
+            "/v1/payments": {
+                "get": _operation("The account's top-ups, newest first", None, openai_json, OPENAI_ERROR),
+                "post": _created(_operation(
+                    "Start a top-up: the invoice, QR code or transfer details to pay it", TOPUP_REQUEST, openai_json,
+                    OPENAI_ERROR, example={"amount": "60", "provider": "bank"})),
+            },
+            "/v1/payments/{payment_id}": {"get": _operation(
+                "One of the account's top-ups, and its state", None, openai_json, OPENAI_ERROR, payment_id)},
+            "/payments/{provider}/webhook": {"post": {
+                "summary": "A payment provider's notification (verified by the provider's plugin)", "security": [],
+                "parameters": [{"name": "provider", "in": "path", "required": True, "schema": _STRING}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _OBJECT}}},
+                "responses": {str(code): {"description": what, "content": {"application/json": {
+                    "schema": OPENAI_ERROR if code != 200 else _OBJECT}}, "headers": _REQUEST_ID}
+                    for code, what in ((200, "Read (what each confirmation did)"), (400, "Unreadable"),
+                                       (401, "Not signed by the provider"), (404, "No such provider"),
+                                       (413, "Too large"))},
+            }},
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {
                 "description": "The gateway is up", "content": {"application/json": {"schema": _OBJECT}}}}}},
             "/readyz": {"get": {"summary": "Readiness: the ledger and the limiter answer", "security": [],
