@@ -237,12 +237,12 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
     ip_block = _ip_block(Reader(path, "ip_block", table_of(path, "ip_block", doc.get("ip_block")), env))
     billing = _billing(Reader(path, "billing", table_of(path, "billing", doc.get("billing")), env))
     routing = _routing(Reader(path, "routing", table_of(path, "routing", doc.get("routing")), env))
-    payments = _payments(Reader(path, "payments", table_of(path, "payments", doc.get("payments")), env), server)
+    payments = _payments(Reader(path, "payments", table_of(path, "payments", doc.get("payments")), env))
     return Config(server, storage, MappingProxyType(upstreams), catalog, limits, ip_block, billing, routing, path,
                   payments)  # fmt: skip
 
 
-def _payments(r: Reader, server: ServerConfig) -> PaymentsConfig:
+def _payments(r: Reader) -> PaymentsConfig:
     d = PaymentsConfig()
     steps = []
     for i, step in enumerate(r.get("bonus", list, [])):
@@ -268,7 +268,7 @@ def _payments(r: Reader, server: ServerConfig) -> PaymentsConfig:
         for key, value in sub.rest().items():
             is_secret = isinstance(value, str) and value.startswith("env:")
             options[key] = sub.secret(key) if is_secret else sub.raw(key)
-        providers[name] = PaymentConfig(name, kind, MappingProxyType(options), server.public_url, r.file)
+        providers[name] = PaymentConfig(name, kind, MappingProxyType(options), r.file)
     config = PaymentsConfig(
         providers=MappingProxyType(providers),
         bonus=tuple(steps),

@@ -50,7 +50,6 @@ class PaymentConfig:
     name: str
     kind: str
     options: Mapping[str, Any] = field(default_factory=dict)
-    public_url: str | None = None  # the gateway's public URL, for the callback a provider is given
     source: Path | None = None
 
     def error(self, key: str, problem: str) -> PaymentConfigError:

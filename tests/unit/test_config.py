@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,61 @@ def test_public_url(tmp_path, value: str, found: str) -> None:
 def test_public_url_must_be_an_http_url(tmp_path, value: str) -> None:
     with pytest.raises(ConfigError, match="public_url"):
         load_config(write(tmp_path, f"[server]\npublic_url = {value}\n" + UP), env={})
+
+
+PAYMENTS = """
+[payments]
+bonus = [{ from = 50, percent = 10 }, { from = 200, percent = "25" }]
+min_credits = 2
+max_credits = 500.5
+invoice_ttl_minutes = 30
+
+[payments.providers.bank]
+kind = "vietqr"
+bank_bin = { env = "BANK_BIN", default = "970436" }
+webhook_key = "env:SEPAY_KEY"
+"""
+
+
+def test_payments_config(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, UP + PAYMENTS), env={"SEPAY_KEY": "s3cret", "BANK_BIN": "970422"})
+    p = config.payments
+    assert p.bonus == ((50_000_000, "10"), (200_000_000, "25"))
+    assert (p.min_credits, p.max_credits, p.invoice_ttl_s) == (2_000_000, 500_500_000, 1800.0)
+    bank = p.providers["bank"]
+    assert (bank.kind, bank.options["bank_bin"], bank.secret("webhook_key")) == ("vietqr", "970422", "s3cret")
+    assert "s3cret" not in str(config.redacted())
+    assert load_config(write(tmp_path, UP), env={}).payments.providers == {}
+
+
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        ("[payments]\nbonus = [{ from = 50 }]\n", "payments.bonus[0]: write { from = 50, percent = 10 }"),
+        (
+            "[payments]\nbonus = [{ from = 50, percent = 120 }]\n",
+            "payments.bonus[0]: a percentage is between 0 and 100",
+        ),
+        (
+            "[payments]\nbonus = [{ from = 200, percent = 25 }, { from = 50, percent = 10 }]\n",
+            "payments.bonus: steps go from the smallest amount to the largest",
+        ),
+        ("[payments]\nmin_credits = 0\n", "payments.min_credits: must be more than 0"),
+        ("[payments]\nmin_credits = 10\nmax_credits = 5\n", "payments.min_credits: must be more than 0 and at most"),
+        ("[payments]\nbonus_ladder = []\n", "payments.bonus_ladder: unknown key"),
+        ('[payments.providers.bank]\nbank_bin = "970436"\n', "payments.providers.bank.kind: is required"),
+    ],
+)
+def test_payments_config_errors(tmp_path: Path, table: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load_config(write(tmp_path, UP + table), env={})
+
+
+async def test_an_unknown_payment_kind_stops_the_start(tmp_path: Path, aiohttp_server) -> None:
+    from izzi_proxy.app import create_app
+
+    storage = f'[storage]\ndatabase_url = "sqlite:///{tmp_path}/ledger.sqlite3"\n'
+    config = load_config(write(tmp_path, storage + UP + '[payments.providers.x]\nkind = "paypal"\n'), env={})
+    with pytest.raises(ConfigError, match=r"payments.providers.x.kind: no payment plugin of kind 'paypal' is installed; "
+                       r"installed: cryptomus, lolzteam, vietqr"):  # fmt: skip
+        await aiohttp_server(create_app(config))

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["VietQRProvider", "crc_ok", "parse", "vietqr_payload"]
 
 MICRO = 1_000_000  # µcr in a credit
+OPTIONS = frozenset({"bank_bin", "account_number", "account_name", "bank_name", "vnd_per_credit", "webhook_key"})
 
 
 class VietQRProvider:
@@ -65,6 +66,8 @@ class VietQRProvider:
             raise config.error("account_name", "must not be empty")
         bank_name = (config.option("bank_name", str) or "").strip() or None
         rate = config.option("vnd_per_credit", (int, float), required=True)
+        if unknown := sorted(set(config.options) - OPTIONS):
+            raise config.error(unknown[0], f"unknown option; known: {', '.join(sorted(OPTIONS))}")
         if not math.isfinite(rate) or rate <= 0:
             raise config.error("vnd_per_credit", f"must be a number of VND above 0, got {rate!r}")
         return cls(

@@ -275,6 +275,7 @@ def test_the_entry_point_names_the_class():
         ({"vnd_per_credit": "26000"}, "vnd_per_credit: expected"),
         ({"vnd_per_credit": True}, "vnd_per_credit: expected"),
         ({"vnd_per_credit": None}, "vnd_per_credit: is required"),
+        ({"bank_nmae": "Vietcombank"}, "bank_nmae: unknown option; known: account_name, account_number"),
     ],
 )
 def test_bad_options_stop_the_start(overrides, problem):
