@@ -304,3 +304,25 @@ async def test_an_unknown_payment_kind_stops_the_start(tmp_path: Path, aiohttp_s
     with pytest.raises(ConfigError, match=r"payments.providers.x.kind: no payment plugin of kind 'paypal' is installed; "
                        r"installed: cryptomus, lolzteam, vietqr"):  # fmt: skip
         await aiohttp_server(create_app(config))
+
+
+async def test_the_bundled_payment_examples_work(tmp_path: Path) -> None:
+    """The commented [payments.providers.*] tables of the bundled izzi.toml, uncommented, load
+    and their plugins accept them."""
+    import aiohttp
+
+    from izzi_proxy.payments import load_kind
+
+    text = DEFAULT_CONFIG.read_text()
+    head, payments = text.split("\n[payments]\n")
+    uncommented = re.sub(r"^# (\[payments\.providers\.\w+\]|\w+ = .*)$", r"\1", payments, flags=re.M)
+    (tmp_path / "izzi.toml").write_text(head + "\n[payments]\n" + uncommented)
+    for name in ("models.toml", "plans.toml"):
+        (tmp_path / name).write_text((DEFAULT_CONFIG.parent / name).read_text())
+    env = {"IZZI_BANK_ACCOUNT": "0123499999", "IZZI_SEPAY_WEBHOOK_KEY": "k", "IZZI_CRYPTOMUS_MERCHANT": "m-uuid",
+           "IZZI_CRYPTOMUS_PAYMENT_KEY": "p"}  # fmt: skip
+    config = load_config(tmp_path / "izzi.toml", env=env)
+    assert set(config.payments.providers) == {"bank", "crypto", "lolz"}
+    async with aiohttp.ClientSession() as session:
+        for pc in config.payments.providers.values():
+            assert load_kind(pc).from_config(pc, session).kind == pc.kind
