@@ -117,7 +117,7 @@ class Confirmation:
     text: str | None = None  # free text the reference may be found in (a transfer's description)
     external_id: str | None = None
     credits: int | None = None  # for "paid": µcr the customer actually paid
-    amount: str | None = None  # what arrived, in the provider's currency, for the records
+    amount: str | None = None  # what arrived, with its currency ("2277000 VND", "10.00 USD"), for the records
     detail: str | None = None  # the provider's own status name and anything worth showing
     raw: Mapping[str, Any] = field(default_factory=dict)
 

@@ -492,3 +492,20 @@ async def test_the_operator_assigns_unmatched_money(page, shop: Shop) -> None:
     await expect(page.locator("#entries")).to_contain_text("+8.000000")
     await shot(page, "topup-3-operator-assigned")
     assert await shop.balance() - before == 8 * MICRO
+
+
+async def test_an_ip_forging_notifications_is_blocked(shop: Shop) -> None:
+    started = await shop.start("10")
+    note = sepay_notification(started["id"], 10 * RATE)
+    statuses = [(await shop.bank(note, key=f"guess-{i}")).status for i in range(11)]
+    assert statuses[:9] == [401] * 9 and statuses[9:] == [403, 403]  # blocked at the 10th failure (ip_block)
+    resp = await shop.bank(note)  # even the right key, from that IP, for now
+    assert resp.status == 403 and (await resp.json())["error"]["type"] == "ip_blocked"
+    assert (await shop.payment(started["id"])).state == "created"
+    assert len([e for e in await shop.ledger.payment_events() if e.outcome == "rejected"]) == 10
+
+
+async def test_a_notification_is_bounded(shop: Shop) -> None:
+    big = b'{"id": 1, "content": "' + b"x" * 300_000 + b'"}'
+    resp = await shop.bank(big)
+    assert resp.status == 413 and "at most" in (await resp.json())["error"]["message"]

@@ -127,7 +127,7 @@ class VietQRProvider:
                 status="paid",
                 text=" ".join([content, *(w for w in words if isinstance(w, str) and w)]),
                 credits=self.credits_for(amount),
-                amount=str(amount),
+                amount=f"{amount} VND",
                 detail=" ".join(str(w) for w in (gateway, bank_ref) if w) or None,
                 raw=data,
             )

@@ -168,7 +168,7 @@ def test_money_in_is_one_paid_confirmation(provider):
     assert (confirmation.status, confirmation.reference) == ("paid", None)
     assert confirmation.text == f"chuyen tien {REFERENCE}"
     assert confirmation.credits == 87_576_923  # 2,277,000 VND / 26,000 per credit, rounded down, in µcr
-    assert confirmation.amount == "2277000"
+    assert confirmation.amount == "2277000 VND"
     assert confirmation.detail == "Vietcombank MBVCB.3278907687"
     assert confirmation.raw == body
 
