@@ -8,7 +8,8 @@ COPY pyproject.toml setup.cfg README.md ./
 COPY izzi_proxy ./izzi_proxy
 COPY plugins ./plugins
 RUN python -m venv /opt/izzi \
- && /opt/izzi/bin/pip install --no-cache-dir . plugins/openai plugins/anthropic plugins/gemini plugins/mock
+ && /opt/izzi/bin/pip install --no-cache-dir . plugins/openai plugins/anthropic plugins/gemini plugins/mock \
+    plugins/vietqr plugins/cryptomus plugins/lolzteam
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /var/lib/izzi --create-home izzi
