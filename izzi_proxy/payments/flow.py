@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from izzi_proxy.config import PaymentsConfig
-from izzi_proxy.errors import InvalidRequest, NotFound
+from izzi_proxy.errors import InvalidRequest, NotFound, RateLimited
 from izzi_proxy.ledger import Account, Ledger, Payment
 from izzi_proxy.payments import (
     Confirmation,
@@ -50,6 +50,7 @@ REFERENCE = re.compile(r"(?=(IZ[A-Z0-9]{10}))")
 OPEN = ("created", "pending")
 PAYABLE = ("created", "pending", "failed", "expired")
 MAX_CANDIDATES = 5
+MAX_WAITING = 10  # top-ups of one account waiting to be paid at once (each may be an invoice at a provider)
 
 
 def new_reference(prefix: str = "IZ") -> str:
@@ -112,6 +113,11 @@ class Payments:
         kept as failed with the provider's reason (and PaymentUnavailable raised)."""
         provider = self.provider(provider_name)
         micro = self.amount_of(amount)
+        waiting = [p for state in OPEN for p in await self.ledger.list_payments(account.id, state, MAX_WAITING)]
+        if len(waiting) >= MAX_WAITING:
+            soonest = min(p.expires_at or time.time() for p in waiting)
+            raise RateLimited(f"{len(waiting)} top-ups are waiting to be paid: pay one, or start a new one once "
+                              "one has expired", retry_after_s=max(1.0, soonest - time.time()))  # fmt: skip
         reference = new_reference()
         callback = f"{base_url.rstrip('/')}/payments/{provider_name}/webhook" if base_url else None
         now = time.time()
@@ -196,8 +202,8 @@ class Payments:
             if moved is not None:
                 return Outcome(c.event_id, p.id, "applied", (await self.credit(moved)).state)
             p = await self.ledger.get_payment(p.id) or p  # another confirmation moved it first
-        if p.paid_by != c.event_id:  # a second transfer against a payment already paid
-            return await self._unmatched(p.provider, c, f"payment {p.id} was already paid")
+        if p.paid_by != c.event_id:  # a second transfer against a payment already paid (or refunded)
+            return await self._unmatched(p.provider, c, f"payment {p.id} is {p.state}")
         return Outcome(c.event_id, p.id, "unchanged", (await self.credit(p)).state)
 
     async def _unmatched(self, provider_name: str, c: Confirmation, why: str) -> Outcome:

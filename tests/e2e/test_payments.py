@@ -509,3 +509,12 @@ async def test_a_notification_is_bounded(shop: Shop) -> None:
     big = b'{"id": 1, "content": "' + b"x" * 300_000 + b'"}'
     resp = await shop.bank(big)
     assert resp.status == 413 and "at most" in (await resp.json())["error"]["message"]
+
+
+async def test_waiting_top_ups_are_capped(shop: Shop) -> None:
+    for _ in range(10):
+        await shop.start("1", provider="lolz")
+    status, body = await shop.call("POST", "/v1/payments", json={"amount": "1", "provider": "lolz"})
+    assert status == 429 and "10 top-ups are waiting to be paid" in body["error"]["message"]
+    await shop.server.app[PAYMENTS].sweep(time.time() + 7200)  # they expire
+    assert (await shop.start("1", provider="lolz"))["state"] == "created"
