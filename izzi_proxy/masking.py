@@ -30,6 +30,7 @@ _RULES = tuple(
         ("izzi", r"\bizzi[-_][A-Za-z0-9_\-]{8,}"),  # this gateway's own (its 6-character prefixes stay)
         ("aiza", r"\bAIza[0-9A-Za-z_\-]{20,}"),  # Google
         ("bearer", r"(?i:\bbearer\s+)[A-Za-z0-9._~+/=\-]{8,}"),
+        ("apikey", r"(?i:\bapikey\s+)[A-Za-z0-9._~+/=\-]{8,}"),  # a bank-notification webhook's Authorization
         *((word, rf"(?i:\b{word}[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]{{6,}}")
           for word in ("api_key", "api-key", "apikey", "access_token", "access-token", "token", "secret",
                        "password")),

@@ -16,6 +16,7 @@ from izzi_proxy.masking import SafeFormatter, escape_controls, mask_secrets
         ("invalid x-api-key sk-ant-api03-AAAABBBBCCCCDDDD", "sk-a…(masked)", "BBBBCCCC"),
         ("key sk-or-v1-0123456789abcdef refused", "refused", "0123456789abcdef"),
         ("Authorization: Bearer abcdefghijklmnop1234", "Bearer abcd…(masked)", "ijklmnop1234"),
+        ("Authorization: Apikey sepay0123456789key", "Apikey sepa…(masked)", "0123456789key"),
         ("https://x/?key=AIzaSyA1234567890abcdefghijklmno", "AIza…(masked)", "1234567890abcdef"),
         ('{"api_key": "0123456789secret"}', '"api_key": "0123…(masked)', "456789secret"),
         ("password=hunter2hunter2", "password=hunt…(masked)", "er2hunter2"),
