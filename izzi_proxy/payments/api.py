@@ -17,6 +17,7 @@ Amounts are decimal strings of credits; errors in OpenAI's shape.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -85,6 +86,8 @@ async def open_payments(app: web.Application) -> AsyncIterator[None]:
         finally:
             if sweeper is not None:
                 sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             await payments.aclose()
 
 
