@@ -23,7 +23,7 @@ from izzi_proxy.catalog import TIERS, Catalog
 from izzi_proxy.catalog_config import load_catalog
 from izzi_proxy.config_reader import ConfigError, Reader, Secret, read_toml, table_of
 from izzi_proxy.payments import PaymentConfig
-from izzi_proxy.pricing import MICRO, AmountError, percent_of, to_micro
+from izzi_proxy.pricing import MICRO, AmountError, credits, percent_of, to_micro
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "izzi.toml"
 
@@ -255,10 +255,15 @@ def _payments(r: Reader) -> PaymentsConfig:
             raise r.error(f"bonus[{i}]", str(err)) from None
     if [s for s, _ in steps] != sorted({s for s, _ in steps}):
         raise r.error("bonus", "steps go from the smallest amount to the largest, each amount once")
-    low = r.get("min_credits", (int, float), d.min_credits / MICRO)
-    high = r.get("max_credits", (int, float), d.max_credits / MICRO)
+    bounds = []
+    for name, default in (("min_credits", d.min_credits), ("max_credits", d.max_credits)):
+        try:
+            bounds.append(to_micro(r.get(name, (int, float), default / MICRO)))
+        except AmountError as err:
+            raise r.error(name, str(err)) from None
+    low, high = bounds
     if not 0 < low <= high:
-        raise r.error("min_credits", f"must be more than 0 and at most max_credits ({high})")
+        raise r.error("min_credits", f"must be more than 0 and at most max_credits ({credits(high)})")
     providers = {}
     table = r.sub("providers")
     for name in table.table:
@@ -273,8 +278,8 @@ def _payments(r: Reader) -> PaymentsConfig:
         providers=MappingProxyType(providers),
         bonus=tuple(steps),
         invoice_ttl_s=r.positive("invoice_ttl_minutes", d.invoice_ttl_s / 60) * 60,
-        min_credits=to_micro(low),
-        max_credits=to_micro(high),
+        min_credits=low,
+        max_credits=high,
     )
     r.reject_unknown()
     return config

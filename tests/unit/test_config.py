@@ -286,6 +286,7 @@ def test_payments_config(tmp_path: Path) -> None:
             "payments.bonus: steps go from the smallest amount to the largest",
         ),
         ("[payments]\nmin_credits = 0\n", "payments.min_credits: must be more than 0"),
+        ("[payments]\nmin_credits = 0.1234567\n", "payments.min_credits: 0.1234567 has more than six decimals"),
         ("[payments]\nmin_credits = 10\nmax_credits = 5\n", "payments.min_credits: must be more than 0 and at most"),
         ("[payments]\nbonus_ladder = []\n", "payments.bonus_ladder: unknown key"),
         ('[payments.providers.bank]\nbank_bin = "970436"\n', "payments.providers.bank.kind: is required"),
