@@ -23,7 +23,7 @@ from izzi_proxy.catalog import TIERS, Catalog
 from izzi_proxy.catalog_config import load_catalog
 from izzi_proxy.config_reader import ConfigError, Reader, Secret, read_toml, table_of
 from izzi_proxy.payments import PaymentConfig
-from izzi_proxy.pricing import MICRO, AmountError, credits, percent_of, to_micro
+from izzi_proxy.pricing import MICRO, AmountError, percent_of, to_micro
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "izzi.toml"
 
@@ -263,7 +263,7 @@ def _payments(r: Reader) -> PaymentsConfig:
             raise r.error(name, str(err)) from None
     low, high = bounds
     if not 0 < low <= high:
-        raise r.error("min_credits", f"must be more than 0 and at most max_credits ({credits(high)})")
+        raise r.error("min_credits", f"must be more than 0 and at most max_credits ({high / MICRO:g})")
     providers = {}
     table = r.sub("providers")
     for name in table.table:
