@@ -26,7 +26,6 @@ import dataclasses
 import time
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from izzi_proxy import operations
@@ -35,35 +34,14 @@ from izzi_proxy.admin_cli import describe_plan
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 from izzi_proxy.errors import InvalidRequest, NotFound
 from izzi_proxy.handlers import json_response
-from izzi_proxy.keys import BODY, CONFIG, LEDGER, ROUTER
+from izzi_proxy.json_body import amount, field, json_object
+from izzi_proxy.keys import CONFIG, LEDGER, ROUTER
 from izzi_proxy.ledger import SUMMARY_GROUPS, Account, ApiKey
 from izzi_proxy.pricing import credits
 from izzi_proxy.routes import endpoint
 
 admin = endpoint(OPENAI_CHAT, admin=True)
 MAX_RECORDS = 1000
-
-
-def _body(request: web.Request) -> dict[str, Any]:
-    raw = request.get(BODY) or b"{}"
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as err:
-        raise InvalidRequest(f"The body is not valid JSON: {err}") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("The body must be a JSON object")
-    return body
-
-
-def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], required: bool = False) -> Any:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise InvalidRequest(f"Missing required field {name!r}", param=name)
-        return None
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise InvalidRequest(f"{name!r} has the wrong type", param=name)
-    return value
 
 
 async def _account_filter(request: web.Request) -> int | None:
@@ -100,10 +78,10 @@ async def list_accounts(request: web.Request) -> web.Response:
 
 @admin
 async def create_account(request: web.Request) -> web.Response:
-    body = _body(request)
+    body = json_object(request)
     account = await operations.create_account(
-        request.app[LEDGER], request.app[CONFIG], _field(body, "name", str, required=True),
-        _field(body, "plan", str), body.get("overrides"),
+        request.app[LEDGER], request.app[CONFIG], field(body, "name", str, required=True),
+        field(body, "plan", str), body.get("overrides"),
     )  # fmt: skip
     return json_response(_account_view(account), status=201)
 
@@ -124,9 +102,9 @@ async def get_account(request: web.Request) -> web.Response:
 
 @admin
 async def update_account(request: web.Request) -> web.Response:
-    body = _body(request)
+    body = json_object(request)
     account = await operations.update_account(
-        request.app[LEDGER], request.app[CONFIG], request.match_info["name"], _field(body, "plan", str),
+        request.app[LEDGER], request.app[CONFIG], request.match_info["name"], field(body, "plan", str),
         body.get("overrides"), replace="overrides" in body,
     )  # fmt: skip
     return json_response(_account_view(account))
@@ -134,10 +112,10 @@ async def update_account(request: web.Request) -> web.Response:
 
 @admin
 async def create_key(request: web.Request) -> web.Response:
-    body = _body(request)
+    body = json_object(request)
     key, secret = await operations.create_key(
-        request.app[LEDGER], request.app[CONFIG], request.match_info["name"], _field(body, "name", str, required=True),
-        _field(body, "expires_days", (int, float)), _field(body, "models", list),
+        request.app[LEDGER], request.app[CONFIG], request.match_info["name"], field(body, "name", str, required=True),
+        field(body, "expires_days", (int, float)), field(body, "models", list),
     )  # fmt: skip
     return json_response({**_key_view(key), "key": secret}, status=201)
 
@@ -157,16 +135,13 @@ async def revoke_key(request: web.Request) -> web.Response:
 
 @admin
 async def add_credits(request: web.Request) -> web.Response:
-    body = _body(request)
-    amount = body.get("amount")
-    if not isinstance(amount, (str, int)) or isinstance(amount, bool):
-        raise InvalidRequest("'amount' is required: credits as a decimal string (\"10.5\") or a whole number",
-                             param="amount")  # fmt: skip
+    body = json_object(request)
+    value = amount(body)
     pct = body.get("bonus_pct", "0")
     if not isinstance(pct, (str, int)) or isinstance(pct, bool):
         raise InvalidRequest("'bonus_pct' takes a percentage, e.g. \"25\"", param="bonus_pct")
     entry, new, balance = await operations.top_up(
-        request.app[LEDGER], request.match_info["name"], amount, pct, _field(body, "note", str),
+        request.app[LEDGER], request.match_info["name"], value, pct, field(body, "note", str),
         request.headers.get("Idempotency-Key"),
     )  # fmt: skip
     return json_response({**_money(entry), "replayed": not new, **balance_view(balance)}, status=201 if new else 200)

@@ -25,7 +25,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import orjson
 from aiohttp import web
 
 from izzi_proxy import operations
@@ -42,7 +41,8 @@ from izzi_proxy.errors import (
     RequestTooLarge,
 )
 from izzi_proxy.handlers import json_response
-from izzi_proxy.keys import API_KEY, BLOCKED_IPS, BODY, CLIENT_IP, CONFIG, LEDGER, PAYMENTS
+from izzi_proxy.json_body import amount, field, json_object
+from izzi_proxy.keys import API_KEY, BLOCKED_IPS, CLIENT_IP, CONFIG, LEDGER, PAYMENTS
 from izzi_proxy.ledger import PAYMENT_STATES, Payment, PaymentEvent
 from izzi_proxy.middleware.ip_block import blocked_error, client_ip, count_failed_auth, within
 from izzi_proxy.payments import PaymentUnavailable, WebhookRejected, load_kind
@@ -100,31 +100,12 @@ async def _sweep(payments: Payments) -> None:
         await asyncio.sleep(SWEEP_S)
 
 
-def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = orjson.loads(request.get(BODY) or b"{}")
-    except orjson.JSONDecodeError as err:
-        raise InvalidRequest(f"The body is not valid JSON: {err}") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("The body must be a JSON object")
-    return body
-
-
-def _amount(body: dict[str, Any]) -> str | int:
-    amount = body.get("amount")
-    if not isinstance(amount, (str, int)) or isinstance(amount, bool):
-        raise InvalidRequest("'amount' is required: credits as a decimal string (\"10.5\") or a whole number",
-                             param="amount")  # fmt: skip
-    return amount
-
-
 def _text(body: dict[str, Any], name: str, required: bool = False) -> str | None:
-    value = body.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidRequest(f"'{name}' is required: a string", param=name)
-    return value.strip()
+    """A string field, stripped; a blank one is a missing one."""
+    value = field(body, name, str, required)
+    if value is not None and not value.strip():
+        raise InvalidRequest(f"{name!r} is blank", param=name)
+    return value.strip() if value is not None else None
 
 
 @endpoint(OPENAI_CHAT, public=True)
@@ -216,9 +197,9 @@ async def start(request: web.Request, account_id: int, amount: str | int, provid
 
 @endpoint(OPENAI_CHAT)
 async def create(request: web.Request) -> web.Response:
-    body = _body(request)
+    body = json_object(request)
     provider = _text(body, "provider", required=True)
-    payment = await start(request, request[API_KEY].account_id, _amount(body), provider or "")
+    payment = await start(request, request[API_KEY].account_id, amount(body), provider or "")
     return json_response(payment_view(payment), status=201)
 
 
@@ -275,7 +256,7 @@ async def show(request: web.Request) -> web.Response:
 
 @admin
 async def assign(request: web.Request) -> web.Response:
-    body = _body(request)
+    body = json_object(request)
     account = await operations.account(request.app[LEDGER], _text(body, "account", required=True) or "")
     payment = await request.app[PAYMENTS].assign(request.match_info["payment_id"], account)
     return json_response(payment_view(payment))
@@ -283,9 +264,9 @@ async def assign(request: web.Request) -> web.Response:
 
 @admin
 async def record(request: web.Request) -> web.Response:
-    body = _body(request)
+    body = json_object(request)
     outcome = await request.app[PAYMENTS].record(
-        request.match_info["provider"], _text(body, "transaction_id", required=True) or "", _amount(body),
+        request.match_info["provider"], _text(body, "transaction_id", required=True) or "", amount(body),
         _text(body, "reference"), _text(body, "note"),
     )  # fmt: skip
     return json_response(outcome_view(outcome), status=201)
