@@ -38,6 +38,9 @@ class RouteInfo:
     admin: bool = False  # needs the admin token (IZZI_ADMIN_TOKEN), not an API key
     key_in_query: bool = False  # the key may come as ``?key=`` (Google's Gemini API allows it)
     session: bool = False  # a dashboard page: signed in by its session cookie, which the page checks
+    # public, but the sender proves itself to the handler (a payment provider's signed webhook):
+    # the IP rules apply, and an AuthenticationFailed it raises counts against the IP
+    signed: bool = False
 
     def dialect_for(self, request: web.Request) -> ClientDialect:
         for header, dialect in self.by_header:
@@ -59,8 +62,9 @@ def endpoint(
     admin: bool = False,
     key_in_query: bool = False,
     session: bool = False,
+    signed: bool = False,
 ) -> Callable[[Handler], Handler]:
-    info = RouteInfo(dialect, public, metered, limit, by_header, admin, key_in_query, session)
+    info = RouteInfo(dialect, public, metered, limit, by_header, admin, key_in_query, session, signed)
 
     def tag(handler: Handler) -> Handler:
         setattr(handler, _ATTRIBUTE, info)

@@ -79,7 +79,7 @@ def make_ip_block(config: Config) -> Middleware:
     @web.middleware
     async def ip_block(request: web.Request, handler: Handler) -> web.StreamResponse:
         info = route_info(request)
-        if info is None or info.public:
+        if info is None or (info.public and not info.signed):
             return await handler(request)
         ip = client_ip(request, cfg.trusted_proxies)
         if within(ip, cfg.deny):

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,23 +27,20 @@ import aiohttp
 from aiohttp import web
 
 from izzi_proxy import operations
-from izzi_proxy.config import IPBlockConfig
 from izzi_proxy.configure_api import public_url
 from izzi_proxy.dialects.openai_chat import OPENAI_CHAT
 from izzi_proxy.errors import (
     AuthenticationFailed,
     BodyTimeout,
     InvalidRequest,
-    IPBlocked,
     NotFound,
     PaymentProviderError,
     RequestTooLarge,
 )
 from izzi_proxy.handlers import json_response
 from izzi_proxy.json_body import amount, field, json_object
-from izzi_proxy.keys import API_KEY, BLOCKED_IPS, CLIENT_IP, CONFIG, LEDGER, PAYMENTS
+from izzi_proxy.keys import API_KEY, CLIENT_IP, CONFIG, LEDGER, PAYMENTS
 from izzi_proxy.ledger import PAYMENT_STATES, Payment, PaymentEvent
-from izzi_proxy.middleware.ip_block import blocked_error, client_ip, count_failed_auth, within
 from izzi_proxy.payments import PaymentUnavailable, WebhookRejected, load_kind
 from izzi_proxy.payments.flow import Outcome, Payments
 from izzi_proxy.pricing import credits
@@ -108,39 +104,23 @@ def _text(body: dict[str, Any], name: str, required: bool = False) -> str | None
     return value.strip() if value is not None else None
 
 
-@endpoint(OPENAI_CHAT, public=True)
+@endpoint(OPENAI_CHAT, public=True, signed=True)
 async def webhook(request: web.Request) -> web.Response:
-    """A provider's notification. No key, so the IP rules apply here: a denied or blocked IP
-    is refused, and a notification the provider did not sign counts as a failed
-    authentication of its IP (enough of them block it, and nothing more is kept of it)."""
+    """A provider's notification. No key: the plugin checks its signature; the IP rules
+    apply (``signed``), so a notification the provider did not sign counts as a failed
+    authentication of its IP, and enough of them block it."""
     config = request.app[CONFIG]
     payments = request.app[PAYMENTS]
     name = request.match_info["provider"]
     payments.provider(name)  # 404 before reading the body
-    ip = _admit(request, config.ip_block)
     body = await _read(request, config.server.body_timeout_s)
     try:
-        outcomes = await payments.webhook(name, request.headers, body, ip)
+        outcomes = await payments.webhook(name, request.headers, body, request.get(CLIENT_IP) or request.remote or "-")
     except WebhookRejected as err:
         if err.status == 400:
             raise InvalidRequest(f"The notification cannot be read: {err}") from None
-        if blocked := await count_failed_auth(request, config):
-            raise blocked_error(ip, blocked) from None
         raise AuthenticationFailed(f"The notification is not signed by {name}: {err}") from None
     return json_response({"success": True, "data": [outcome_view(o) for o in outcomes]})
-
-
-def _admit(request: web.Request, rules: IPBlockConfig) -> str:
-    ip = client_ip(request, rules.trusted_proxies)
-    if within(ip, rules.deny):
-        raise IPBlocked(f"Requests from {ip} are not accepted", retry_after_s=rules.block_s)
-    if within(ip, rules.allow):
-        return ip
-    now = time.time()
-    if (until := request.app[BLOCKED_IPS].get(ip, 0.0)) > now:
-        raise blocked_error(ip, until - now)
-    request[CLIENT_IP] = ip
-    return ip
 
 
 async def _read(request: web.Request, timeout_s: float) -> bytes:
