@@ -33,14 +33,11 @@ def _move(style: str, to: str, whence: Sequence[str], now: float, changes: dict[
     if unknown := set(changes) - PAYMENT_CHANGES:
         raise ValueError(f"a payment's {sorted(unknown)[0]} is not changed by a move")
     names = ["state", "updated_at", *changes]
-    values: list[Any] = [to, now, *changes.values(), *whence]
-    marks = _marks(style, len(values) + 1)
+    marks = _marks(style, len(names) + len(whence) + 1)  # the new values, the states it may be in, the id
     sets = ", ".join(f"{name} = {mark}" for name, mark in zip(names, marks, strict=False))
-    states = ", ".join(marks[len(names) : len(values)])
-    return (
-        f"UPDATE payments SET {sets} WHERE state IN ({states}) AND id = {marks[-1]} RETURNING {PAYMENT_COLUMNS}",
-        values,
-    )
+    states = ", ".join(marks[len(names) : -1])
+    sql = f"UPDATE payments SET {sets} WHERE state IN ({states}) AND id = {marks[-1]} RETURNING {PAYMENT_COLUMNS}"
+    return sql, [to, now, *changes.values(), *whence]
 
 
 def _listing(style: str, account_id: int | None, state: str | None, limit: int) -> tuple[str, list]:
@@ -85,7 +82,7 @@ class SQLitePayments:
 
     async def move_payment(self, payment_id: str, to: str, whence: Sequence[str], now: float, **changes):
         sql, args = _move("?", to, whence, now, changes)
-        rows = await self._run(_all_committed, sql, (*args, payment_id))
+        rows = await self._run(_all, sql, (*args, payment_id))
         return payment_of(rows[0]) if rows else None
 
     async def record_payment_event(self, provider, event_id, payment_id, status, outcome, detail, body, now) -> bool:
@@ -98,15 +95,8 @@ class SQLitePayments:
 
 
 def _all(db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[tuple]:
+    """The rows, read to the end (an UPDATE … RETURNING commits only then)."""
     return db.execute(sql, args).fetchall()
-
-
-def _all_committed(db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[tuple]:
-    """A statement with RETURNING, its rows read to the end (which is when SQLite commits it)."""
-    cur = db.execute(sql, args)
-    rows = cur.fetchall()
-    cur.close()
-    return rows
 
 
 def _changed(db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> int:
