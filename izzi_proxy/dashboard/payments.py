@@ -67,7 +67,8 @@ async def listing(request: web.Request) -> web.StreamResponse:
 @page(OPERATOR)
 async def show(request: web.Request) -> web.StreamResponse:
     ledger = request.app[LEDGER]
-    view = await details(request.app[PAYMENTS], request.match_info["payment_id"])
+    payments = request.app[PAYMENTS]
+    view = await details(payments, await payments.get(request.match_info["payment_id"]))
     names = {a.id: a.name for a in await ledger.list_accounts()}
     return render(request, "operator/payment.html", p=view, names=names)
 

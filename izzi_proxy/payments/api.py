@@ -212,9 +212,8 @@ async def list_all(request: web.Request) -> web.Response:
     return json_response({"object": "list", "data": [payment_view(p) for p in rows]})
 
 
-async def details(payments: Payments, payment_id: str) -> dict[str, Any]:
+async def details(payments: Payments, p: Payment) -> dict[str, Any]:
     """A payment with its notifications and the ledger's credit entries for it."""
-    p = await payments.get(payment_id)
     events = await payments.ledger.payment_events(p.id)
     keys = {f"payment:{p.id}", f"payment:{p.id}:bonus"}
     entries = []
@@ -231,7 +230,8 @@ async def details(payments: Payments, payment_id: str) -> dict[str, Any]:
 
 @admin
 async def show(request: web.Request) -> web.Response:
-    return json_response(await details(request.app[PAYMENTS], request.match_info["payment_id"]))
+    payments = request.app[PAYMENTS]
+    return json_response(await details(payments, await payments.get(request.match_info["payment_id"])))
 
 
 @admin

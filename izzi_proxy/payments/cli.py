@@ -74,13 +74,18 @@ async def run(config: Config, ledger: Ledger, args: argparse.Namespace) -> int:
 async def _run(payments: Payments, ledger: Ledger, args: argparse.Namespace) -> int:
     names = {a.id: a.name for a in await ledger.list_accounts()}
     if args.payments_command == "list":
-        account_id = next((i for i, n in names.items() if n == args.account), -1) if args.account else None
+        account_id = None
+        if args.account is not None:
+            account_id = next((i for i, n in names.items() if n == args.account), None)
+            if account_id is None:
+                print(f"izzi-proxy: no account named {args.account!r}", file=sys.stderr)
+                return 1
         for p in await ledger.list_payments(account_id=account_id, state=args.state, limit=1000):
             print(_line(p, names))
         return 0
     if args.payments_command == "show":
-        view = await details(payments, args.id)
         p = await payments.get(args.id)
+        view = await details(payments, p)
         print(_line(p, names))
         for key in ("bonus", "external_id", "pay_url", "paid_by", "detail"):
             if view.get(key) not in (None, "0.000000"):

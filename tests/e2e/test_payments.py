@@ -416,6 +416,8 @@ async def test_the_operators_commands(shop: Shop) -> None:
     assert f"payment:{started['id']}" in shown
     assert await shop.balance() - before == 7 * MICRO
     assert await shop.reconciled() == 7 * MICRO
+    nobody = cli("payments", "list", "--account", "nobody", "--config", str(shop.config))
+    assert nobody.returncode == 1 and "no account named 'nobody'" in nobody.stderr
     wrong = cli("payments", "assign", kept, "nobody", "--config", str(shop.config))
     assert wrong.returncode == 1 and "no account named 'nobody'" in wrong.stderr
     again = cli("payments", "assign", kept, "payer", "--config", str(shop.config))
