@@ -11,14 +11,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import secrets
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 import zxingcpp
 from aiohttp.test_utils import TestServer
@@ -35,7 +32,7 @@ from izzi_proxy.testing.bank import push, sepay_notification
 from izzi_proxy.testing.cryptomus import CRYPTOMUS, fake_cryptomus_app, notify, signed_body, webhook_data
 from tests.e2e.test_cli import cli
 from tests.e2e.test_dashboard_browser import browser, shot, sign_in  # noqa: F401  (browser: the fixture)
-from tests.unit.ledger.conftest import POSTGRES_URL
+from tests.unit.ledger.conftest import url  # noqa: F401  (the fixture: SQLite, and PostgreSQL in a fresh schema)
 
 ADMIN = "admin-token-for-payments"
 BANK_KEY = "sepay-key-for-tests"
@@ -67,21 +64,6 @@ base_url = "CRYPTOMUS_URL"
 kind = "lolzteam"
 pay_to = "https://lolz.live/members/1/"
 """
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def database_url(request, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/payments.sqlite3"
-        return
-    schema = "pay_" + secrets.token_hex(6)
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f"CREATE SCHEMA {schema}")
-        yield f"{POSTGRES_URL}?search_path={schema}"
-    finally:
-        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        await admin.close()
 
 
 class Shop:
@@ -138,7 +120,7 @@ class Shop:
 
 
 @pytest.fixture
-async def shop(aiohttp_server, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch):
+async def shop(aiohttp_server, tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
     monkeypatch.setenv("IZZI_ADMIN_TOKEN", ADMIN)
     monkeypatch.setenv("IZZI_TEST_SEPAY_KEY", BANK_KEY)
     monkeypatch.setenv("IZZI_TEST_CRYPTOMUS_KEY", CRYPTOMUS_KEY)
@@ -148,7 +130,7 @@ async def shop(aiohttp_server, tmp_path: Path, database_url: str, monkeypatch: p
     )
     path = tmp_path / "izzi.toml"
     payments = PAYMENTS_TOML.replace("CRYPTOMUS_URL", str(cryptomus.make_url("")))
-    path.write_text(f'[storage]\ndatabase_url = "{database_url}"\n[upstreams.mock]\nkind = "mock"\n' + payments)
+    path.write_text(f'[storage]\ndatabase_url = "{url}"\n[upstreams.mock]\nkind = "mock"\n' + payments)
     server = await aiohttp_server(create_app(load_config(path)))
     ledger = server.app[LEDGER]
     account = await ledger.create_account("payer")
@@ -367,18 +349,18 @@ async def test_cryptomus_refund_after_credit_is_recorded(shop: Shop) -> None:
 async def test_cryptomus_forged_tampered_and_replayed(shop: Shop) -> None:
     started = await shop.start("30", provider="crypto")
     invoice = shop.cryptomus.app[CRYPTOMUS].invoices[started["external_id"]]
-    url = shop.url("/payments/crypto/webhook")
+    webhook = shop.url("/payments/crypto/webhook")
     before = await shop.balance()
     forged = signed_body("not-the-key", webhook_data(invoice, "paid"))
     tampered = signed_body(CRYPTOMUS_KEY, webhook_data(invoice, "paid", "3.00")).replace(b'"3.00"', b'"300.00"')
     unsigned = signed_body(CRYPTOMUS_KEY, webhook_data(invoice, "paid")).replace(b'"sign"', b'"sig"')
     for body in (forged, tampered, unsigned):
-        async with shop.http.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+        async with shop.http.post(webhook, data=body, headers={"Content-Type": "application/json"}) as resp:
             assert resp.status == 401, await resp.text()
             assert CRYPTOMUS_KEY not in await resp.text()
     assert await shop.balance() == before and (await shop.payment(started["id"])).state == "created"
     genuine = signed_body(CRYPTOMUS_KEY, webhook_data(invoice, "paid"))
-    answers = await asyncio.gather(*(shop.http.post(url, data=genuine) for _ in range(8)))  # a replay, at once
+    answers = await asyncio.gather(*(shop.http.post(webhook, data=genuine) for _ in range(8)))  # a replay, at once
     assert [r.status for r in answers] == [200] * 8
     for r in answers:
         r.release()
