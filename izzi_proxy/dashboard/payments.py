@@ -24,8 +24,8 @@ from izzi_proxy.errors import InvalidRequest, NotFound
 from izzi_proxy.keys import LEDGER, PAYMENTS
 from izzi_proxy.ledger import PAYMENT_STATES, ApiKey
 from izzi_proxy.payments.api import details, ladder, start
+from izzi_proxy.payments.flow import OPEN
 
-OPEN = ("created", "pending")
 LISTED = 200
 
 
